@@ -1,0 +1,37 @@
+// swift-tools-version: 6.0
+// QuorumCoin: a deterministic discrete-event simulator for cryptocurrency on a Byzantine-safe
+// key-value store. Imports point down the list: CSodium ← QuorumCrypto ← QuorumLedger ←
+// QuorumStore ← Simulation ← quorumsim. Honest protocol code never imports Simulation.
+import PackageDescription
+
+let package = Package(
+    name: "QuorumCoin",
+    products: [
+        .executable(name: "quorumsim", targets: ["quorumsim"]),
+        .library(name: "QuorumStore", targets: ["QuorumStore"]),
+    ],
+    dependencies: [
+        // Command-line parsing with generated --help; mirrored on this machine.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .target(name: "QuorumCrypto", dependencies: ["CSodium"]),
+        .target(name: "QuorumLedger", dependencies: ["QuorumCrypto"]),
+        .target(name: "QuorumStore", dependencies: ["QuorumCrypto", "QuorumLedger"]),
+        .executableTarget(
+            name: "quorumsim",
+            dependencies: [
+                "QuorumStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "QuorumCryptoTests", dependencies: ["QuorumCrypto"]),
+        .testTarget(name: "QuorumLedgerTests", dependencies: ["QuorumLedger"]),
+        .testTarget(name: "QuorumStoreTests", dependencies: ["QuorumStore"]),
+    ]
+)

@@ -1,0 +1,63 @@
+import CSodium
+
+/// A domain-separation tag: every hash in QuorumCoin is `BLAKE2b-256(len(tag) ‖ tag ‖ data)`, so
+/// a payment key can never equal a redeem key or a vote message (PROTOCOL §2).
+public struct DomainTag: Sendable, Hashable {
+    public let bytes: [UInt8]
+    public init(_ text: StaticString) {
+        let count = text.utf8CodeUnitCount
+        self.bytes = text.withUTF8Buffer { Array($0) }
+        precondition(count < 256)  // compile-time constants only
+    }
+
+    /// Payment key `K = H("qc/pay", body)`.
+    public static let payment = DomainTag("qc/pay")
+    /// Redeem key `k = H("qc/rdm", parentKey ‖ index)`.
+    public static let redeem = DomainTag("qc/rdm")
+    /// What a redeem's owner signs: `("qc/rsig", networkId, k, K)`.
+    public static let redeemSignature = DomainTag("qc/rsig")
+    /// What a payer signs: `("qc/psig", networkId, K)` (K already commits to the whole body).
+    public static let paymentSignature = DomainTag("qc/psig")
+    /// Value hash of a redeem: `H("qc/rval", spender)`.
+    public static let redeemValue = DomainTag("qc/rval")
+    /// What a replica signs when it votes.
+    public static let vote = DomainTag("qc/vote")
+    /// Principal → shard in `partitioned` mode.
+    public static let shard = DomainTag("qc/shard")
+    /// Seed of the sampler that picks a principal's group in `random-group` mode.
+    public static let group = DomainTag("qc/group")
+    /// Deriving key seeds and sub-seeds from a scenario seed.
+    public static let keySeed = DomainTag("qc/key")
+    /// The modelled signature scheme's MAC.
+    public static let modelledSignature = DomainTag("qc/msig")
+}
+
+/// BLAKE2b-256 through libsodium's `crypto_generichash`.
+public enum Blake2b {
+    /// Plain BLAKE2b-256 of `data` with no tag (published test vectors use this form).
+    public static func digest(_ data: [UInt8]) -> Digest {
+        Sodium.ensureReady()
+        var out = Digest.zero
+        withUnsafeMutableBytes(of: &out.storage) { o in
+            data.withUnsafeBufferPointer { d in
+                _ = crypto_generichash(o.baseAddress!.assumingMemoryBound(to: UInt8.self), 32,
+                                       d.baseAddress, UInt64(d.count), nil, 0)
+            }
+        }
+        return out
+    }
+
+    /// `BLAKE2b-256(len(tag) ‖ tag ‖ data)`.
+    public static func hash(_ tag: DomainTag, _ data: [UInt8]) -> Digest {
+        var writer = ByteWriter(tag: tag, capacity: data.count)
+        writer.append(data)
+        return digest(writer.bytes)
+    }
+
+    /// Hashes the canonical bytes that `build` writes, under `tag`.
+    public static func hash(_ tag: DomainTag, capacity: Int = 64, _ build: (inout ByteWriter) -> Void) -> Digest {
+        var writer = ByteWriter(tag: tag, capacity: capacity)
+        build(&writer)
+        return digest(writer.bytes)
+    }
+}

@@ -1,0 +1,36 @@
+/// Remembers the outcome of each distinct (key, message, signature) triple so that a run verifies
+/// it once, however many simulated nodes check it. Verification is a pure function, so this
+/// changes wall time only, never a result. Simulated CPU cost is charged by the caller per check,
+/// memoized or not.
+public final class MemoizingVerifier: SignatureVerifier {
+    struct Entry: Hashable {
+        let key: PublicKey
+        let signature: Signature
+        let message: [UInt8]
+    }
+
+    private let inner: SignatureVerifier
+    private var memo: [Entry: Bool] = [:]
+    private let capacity: Int
+    public private(set) var hits = 0
+    public private(set) var misses = 0
+
+    /// - Parameter capacity: entries kept before the table is cleared (bounds memory on long runs).
+    public init(wrapping inner: SignatureVerifier, capacity: Int = 4_000_000) {
+        self.inner = inner
+        self.capacity = max(1, capacity)
+    }
+
+    public func isValid(_ signature: Signature, of message: [UInt8], by key: PublicKey) -> Bool {
+        let entry = Entry(key: key, signature: signature, message: message)
+        if let known = memo[entry] {
+            hits += 1
+            return known
+        }
+        misses += 1
+        let result = inner.isValid(signature, of: message, by: key)
+        if memo.count >= capacity { memo.removeAll(keepingCapacity: true) }
+        memo[entry] = result
+        return result
+    }
+}

@@ -1,0 +1,294 @@
+import QuorumCrypto
+
+/// Fixed ledger constants (PROTOCOL §2).
+public enum Ledger {
+    /// Total supply never exceeds 2^63; every amount lies in 1…maxSupply.
+    public static let maxSupply: UInt64 = 1 << 63
+    /// The only record encoding version this code writes and accepts.
+    public static let version: UInt8 = 1
+}
+
+/// Caps on untrusted encodings. Decoders check counts against these before allocating.
+public struct LedgerLimits: Sendable, Hashable {
+    public var maxInputs: Int
+    public var maxOutputs: Int
+    public init(maxInputs: Int = 16, maxOutputs: Int = 16) {
+        self.maxInputs = maxInputs
+        self.maxOutputs = maxOutputs
+    }
+    public static let standard = LedgerLimits()
+}
+
+/// `{ amount, owner }`: value paid to one public key.
+public struct Output: Hashable, Sendable {
+    public var amount: UInt64
+    public var owner: PublicKey
+    public init(amount: UInt64, owner: PublicKey) {
+        self.amount = amount
+        self.owner = owner
+    }
+    static let encodedSize = 8 + 32
+}
+
+/// `{ parentKey, index }`: names output `index` of the payment whose key is `parentKey`.
+public struct InputRef: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var parentKey: Digest
+    public var index: UInt32
+    public init(parentKey: Digest, index: UInt32) {
+        self.parentKey = parentKey
+        self.index = index
+    }
+
+    /// The key of the redeem record that spends this output: `H("qc/rdm", parentKey ‖ index)`.
+    public var redeemKey: Digest {
+        Blake2b.hash(.redeem, capacity: 36) { w in
+            w.append(parentKey)
+            w.append(index)
+        }
+    }
+
+    public static func < (a: InputRef, b: InputRef) -> Bool {
+        (a.parentKey, a.index) < (b.parentKey, b.index)
+    }
+    public var description: String { "\(parentKey)#\(index)" }
+    static let encodedSize = 32 + 4
+}
+
+/// The signed part of a payment. Its canonical encoding is hashed into the payment's key.
+public struct PaymentBody: Hashable, Sendable {
+    public var version: UInt8
+    public var networkId: UInt32
+    public var payer: PublicKey
+    public var inputs: [InputRef]
+    public var outputs: [Output]
+    public var fee: UInt64
+    public var nonce: UInt64
+
+    public init(version: UInt8 = Ledger.version, networkId: UInt32, payer: PublicKey,
+                inputs: [InputRef], outputs: [Output], fee: UInt64, nonce: UInt64) {
+        self.version = version
+        self.networkId = networkId
+        self.payer = payer
+        self.inputs = inputs
+        self.outputs = outputs
+        self.fee = fee
+        self.nonce = nonce
+    }
+
+    /// version u8 ‖ networkId u32 ‖ payer 32 ‖ n u16 ‖ inputs ‖ m u16 ‖ outputs ‖ fee u64 ‖ nonce u64.
+    public func encode(into w: inout ByteWriter) {
+        w.append(version)
+        w.append(networkId)
+        w.append(payer)
+        w.append(UInt16(truncatingIfNeeded: inputs.count))
+        for input in inputs {
+            w.append(input.parentKey)
+            w.append(input.index)
+        }
+        w.append(UInt16(truncatingIfNeeded: outputs.count))
+        for output in outputs {
+            w.append(output.amount)
+            w.append(output.owner)
+        }
+        w.append(fee)
+        w.append(nonce)
+    }
+
+    public var encodedSize: Int {
+        1 + 4 + 32 + 2 + inputs.count * InputRef.encodedSize + 2 + outputs.count * Output.encodedSize + 8 + 8
+    }
+
+    public static func decode(from r: inout ByteReader, limits: LedgerLimits) throws(DecodingError) -> PaymentBody {
+        let version = try r.u8("payment.version")
+        guard version == Ledger.version else { throw .unknownVersion(version) }
+        let networkId = try r.u32("payment.networkId")
+        let payer = try r.publicKey("payment.payer")
+        let inputCount = try r.count("payment.inputs", limit: limits.maxInputs)
+        var inputs = [InputRef]()
+        inputs.reserveCapacity(inputCount)
+        for _ in 0..<inputCount {
+            let key = try r.bytes32("payment.input.parentKey")
+            let index = try r.u32("payment.input.index")
+            inputs.append(InputRef(parentKey: key, index: index))
+        }
+        let outputCount = try r.count("payment.outputs", limit: limits.maxOutputs)
+        var outputs = [Output]()
+        outputs.reserveCapacity(outputCount)
+        for _ in 0..<outputCount {
+            let amount = try r.u64("payment.output.amount")
+            let owner = try r.publicKey("payment.output.owner")
+            outputs.append(Output(amount: amount, owner: owner))
+        }
+        let fee = try r.u64("payment.fee")
+        let nonce = try r.u64("payment.nonce")
+        return PaymentBody(version: version, networkId: networkId, payer: payer, inputs: inputs,
+                           outputs: outputs, fee: fee, nonce: nonce)
+    }
+
+    /// `K = H("qc/pay", body)`.
+    public var key: Digest {
+        var w = ByteWriter(tag: .payment, capacity: encodedSize)
+        encode(into: &w)
+        return Blake2b.digest(w.bytes)
+    }
+}
+
+/// A payment record: body plus the payer's signature. Immutable; `key` is computed once.
+public struct Payment: Hashable, Sendable, CustomStringConvertible {
+    public let body: PaymentBody
+    public let signature: Signature
+    /// `K = H("qc/pay", body)`, where this record is stored.
+    public let key: Digest
+
+    public init(body: PaymentBody, signature: Signature) {
+        self.body = body
+        self.signature = signature
+        self.key = body.key
+    }
+
+    /// Builds and signs a payment.
+    public static func signed(_ body: PaymentBody, by signer: some Signer) -> Payment {
+        let key = body.key
+        let signature = signer.sign(signingMessage(networkId: body.networkId, key: key))
+        return Payment(body: body, signature: signature, key: key)
+    }
+
+    private init(body: PaymentBody, signature: Signature, key: Digest) {
+        self.body = body
+        self.signature = signature
+        self.key = key
+    }
+
+    /// What the payer signs: `len ‖ "qc/psig" ‖ networkId ‖ K`. K commits to the whole body.
+    public static func signingMessage(networkId: UInt32, key: Digest) -> [UInt8] {
+        var w = ByteWriter(tag: .paymentSignature, capacity: 36)
+        w.append(networkId)
+        w.append(key)
+        return w.bytes
+    }
+
+    public var signingMessage: [UInt8] { Payment.signingMessage(networkId: body.networkId, key: key) }
+
+    public var payer: PublicKey { body.payer }
+    public var inputs: [InputRef] { body.inputs }
+    public var outputs: [Output] { body.outputs }
+
+    public func encode(into w: inout ByteWriter) {
+        body.encode(into: &w)
+        w.append(signature)
+    }
+
+    public var encoded: [UInt8] {
+        var w = ByteWriter(capacity: encodedSize)
+        encode(into: &w)
+        return w.bytes
+    }
+
+    public var encodedSize: Int { body.encodedSize + 64 }
+
+    public static func decode(from r: inout ByteReader, limits: LedgerLimits) throws(DecodingError) -> Payment {
+        let body = try PaymentBody.decode(from: &r, limits: limits)
+        let signature = try r.signature("payment.signature")
+        return Payment(body: body, signature: signature)
+    }
+
+    /// Decodes exactly one payment from `bytes` (trailing bytes are an error).
+    public static func decode(_ bytes: [UInt8], limits: LedgerLimits = .standard) throws(DecodingError) -> Payment {
+        try bytes.decode { (r: inout ByteReader) throws(DecodingError) in try decode(from: &r, limits: limits) }
+    }
+
+    public var description: String { "payment \(key) by \(payer) (\(inputs.count) in, \(outputs.count) out)" }
+
+    public static func == (a: Payment, b: Payment) -> Bool { a.key == b.key && a.signature == b.signature }
+    public func hash(into hasher: inout Hasher) { hasher.combine(key) }
+}
+
+/// A redeem record: output (parentKey, index) is spent by the payment whose key is `spender`.
+/// Signed by the output's owner; stored at `H("qc/rdm", parentKey ‖ index)` (PROTOCOL §2).
+/// `owner` is carried so that anyone can find the owner's group from the record alone; replicas
+/// check it against the parent payment before voting.
+public struct Redeem: Hashable, Sendable, CustomStringConvertible {
+    public let version: UInt8
+    public let networkId: UInt32
+    public let input: InputRef
+    public let owner: PublicKey
+    public let spender: Digest
+    public let signature: Signature
+    /// Where this record is stored (derived from `input`).
+    public let key: Digest
+
+    public init(version: UInt8 = Ledger.version, networkId: UInt32, input: InputRef, owner: PublicKey,
+                spender: Digest, signature: Signature) {
+        self.version = version
+        self.networkId = networkId
+        self.input = input
+        self.owner = owner
+        self.spender = spender
+        self.signature = signature
+        self.key = input.redeemKey
+    }
+
+    /// The owner's redeem of `input` for the payment `spender`.
+    public static func signed(networkId: UInt32, input: InputRef, spender: Digest, by signer: some Signer) -> Redeem {
+        let key = input.redeemKey
+        let signature = signer.sign(signingMessage(networkId: networkId, key: key, spender: spender))
+        return Redeem(networkId: networkId, input: input, owner: signer.publicKey, spender: spender, signature: signature)
+    }
+
+    /// What the owner signs: `len ‖ "qc/rsig" ‖ networkId ‖ k ‖ K`.
+    public static func signingMessage(networkId: UInt32, key: Digest, spender: Digest) -> [UInt8] {
+        var w = ByteWriter(tag: .redeemSignature, capacity: 68)
+        w.append(networkId)
+        w.append(key)
+        w.append(spender)
+        return w.bytes
+    }
+
+    public var signingMessage: [UInt8] { Redeem.signingMessage(networkId: networkId, key: key, spender: spender) }
+
+    /// The value a replica locks `key` to: `H("qc/rval", spender)`. The signature is an
+    /// authenticator, not part of the value, so a re-signed redeem for the same spender is the
+    /// same value and the lock cannot be split by signature malleability.
+    public var valueHash: Digest { Redeem.valueHash(spender: spender) }
+
+    public static func valueHash(spender: Digest) -> Digest {
+        Blake2b.hash(.redeemValue, capacity: 32) { $0.append(spender) }
+    }
+
+    public func encode(into w: inout ByteWriter) {
+        w.append(version)
+        w.append(networkId)
+        w.append(input.parentKey)
+        w.append(input.index)
+        w.append(owner)
+        w.append(spender)
+        w.append(signature)
+    }
+
+    public static let encodedSize = 1 + 4 + 32 + 4 + 32 + 32 + 64
+
+    public static func decode(from r: inout ByteReader) throws(DecodingError) -> Redeem {
+        let version = try r.u8("redeem.version")
+        guard version == Ledger.version else { throw .unknownVersion(version) }
+        let networkId = try r.u32("redeem.networkId")
+        let parentKey = try r.bytes32("redeem.parentKey")
+        let index = try r.u32("redeem.index")
+        let owner = try r.publicKey("redeem.owner")
+        let spender = try r.bytes32("redeem.spender")
+        let signature = try r.signature("redeem.signature")
+        return Redeem(version: version, networkId: networkId, input: InputRef(parentKey: parentKey, index: index),
+                      owner: owner, spender: spender, signature: signature)
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(DecodingError) -> Redeem {
+        try bytes.decode { (r: inout ByteReader) throws(DecodingError) in try decode(from: &r) }
+    }
+
+    public var encoded: [UInt8] {
+        var w = ByteWriter(capacity: Redeem.encodedSize)
+        encode(into: &w)
+        return w.bytes
+    }
+
+    public var description: String { "redeem \(key) of \(input) for \(spender)" }
+}

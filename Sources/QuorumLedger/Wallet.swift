@@ -1,0 +1,132 @@
+import QuorumCrypto
+
+/// Why a wallet cannot build a payment.
+public enum WalletError: Error, Equatable, Sendable, CustomStringConvertible {
+    case insufficientFunds(available: UInt64, needed: UInt64)
+    case tooManyInputsNeeded(limit: Int)
+    case tooManyOutputs(count: Int, limit: Int)
+    case invalidAmount(UInt64)
+
+    public var description: String {
+        switch self {
+        case let .insufficientFunds(a, n): return "insufficient funds: \(a) spendable, \(n) needed"
+        case let .tooManyInputsNeeded(l): return "the amount needs more than \(l) inputs"
+        case let .tooManyOutputs(c, l): return "\(c) outputs exceed the limit \(l)"
+        case let .invalidAmount(a): return "amount \(a) outside 1…2^63"
+        }
+    }
+}
+
+/// One principal's money: its unspent outputs (coins), the payments it has in flight, and the
+/// durable log of PROTOCOL §3 step 0. Generic over `Proof`, whatever certifies a parent payment
+/// (QuorumStore's certificate), which the wallet keeps beside each coin to attach to Prepares.
+public struct Wallet<Proof: Sendable>: Sendable {
+    /// An output this principal owns, with the certified payment that created it.
+    public struct Coin: Sendable {
+        public let input: InputRef
+        public let amount: UInt64
+        public let parent: Payment
+        public let proof: Proof
+    }
+
+    /// A payment that has been built and logged but not yet certified.
+    public struct InFlight: Sendable {
+        public let payment: Payment
+        public let redeems: [Redeem]
+        public let coins: [Coin]
+    }
+
+    /// What survives a crash: coins, the in-flight log and the nonce counter.
+    public struct Durable: Sendable {
+        public internal(set) var coins: [Coin] = []
+        public internal(set) var log: [InFlight] = []
+        public internal(set) var nextNonce: UInt64 = 1
+
+        /// The state after a crash that lost the log (a fault the simulator injects): the coins of
+        /// in-flight payments are spendable again, because nothing remembers they were promised.
+        public func forgettingLog() -> Durable {
+            var copy = self
+            copy.coins.append(contentsOf: log.flatMap(\.coins))
+            copy.log = []
+            return copy
+        }
+    }
+
+    public let signer: any Signer
+    public let networkId: UInt32
+    public let limits: LedgerLimits
+    public private(set) var durable: Durable
+    private var known: Set<InputRef> = []
+
+    public init(signer: any Signer, networkId: UInt32, limits: LedgerLimits = .standard) {
+        self.signer = signer
+        self.networkId = networkId
+        self.limits = limits
+        self.durable = Durable()
+    }
+
+    /// Restores a wallet from what survived a crash. In-flight payments in the log are to be
+    /// finished as they are (same key), never rebuilt (PROTOCOL §3 step 0).
+    public init(signer: any Signer, networkId: UInt32, limits: LedgerLimits = .standard, restoring durable: Durable) {
+        self.init(signer: signer, networkId: networkId, limits: limits)
+        self.durable = durable
+        for coin in durable.coins { known.insert(coin.input) }
+        for entry in durable.log { for coin in entry.coins { known.insert(coin.input) } }
+    }
+
+    public var publicKey: PublicKey { signer.publicKey }
+    public var coins: [Coin] { durable.coins }
+    public var inFlight: [InFlight] { durable.log }
+
+    /// Spendable balance (coins not promised to an in-flight payment).
+    public var balance: UInt64 { Amounts.checkedSum(durable.coins.map(\.amount)) ?? Ledger.maxSupply }
+
+    /// Takes the outputs of a certified payment that belong to this principal. Idempotent.
+    public mutating func receive(_ payment: Payment, proof: Proof) {
+        for (i, output) in payment.outputs.enumerated() where output.owner == signer.publicKey {
+            let input = InputRef(parentKey: payment.key, index: UInt32(truncatingIfNeeded: i))
+            guard known.insert(input).inserted else { continue }
+            durable.coins.append(Coin(input: input, amount: output.amount, parent: payment, proof: proof))
+        }
+    }
+
+    /// Builds, signs and logs a payment of `payees` plus `fee`, spending the oldest coins first and
+    /// returning change to this principal. The redeems are signed after the payment is logged.
+    public mutating func pay(_ payees: [Output], fee: UInt64 = 0) throws(WalletError) -> InFlight {
+        for p in payees where p.amount == 0 || p.amount > Ledger.maxSupply { throw .invalidAmount(p.amount) }
+        guard fee <= Ledger.maxSupply else { throw .invalidAmount(fee) }
+        guard let needed = Amounts.checkedSum(payees.map(\.amount) + [fee]) else { throw .invalidAmount(Ledger.maxSupply) }
+        var chosen = [Coin]()
+        var total: UInt64 = 0
+        for coin in durable.coins where total < needed {
+            guard chosen.count < limits.maxInputs else { throw .tooManyInputsNeeded(limit: limits.maxInputs) }
+            chosen.append(coin)
+            let (sum, overflow) = total.addingReportingOverflow(coin.amount)
+            total = overflow ? .max : sum
+        }
+        guard total >= needed else { throw .insufficientFunds(available: total, needed: needed) }
+        var outputs = payees
+        if total > needed { outputs.append(Output(amount: total - needed, owner: signer.publicKey)) }
+        guard outputs.count <= limits.maxOutputs else { throw .tooManyOutputs(count: outputs.count, limit: limits.maxOutputs) }
+
+        let body = PaymentBody(networkId: networkId, payer: signer.publicKey, inputs: chosen.map(\.input),
+                               outputs: outputs, fee: fee, nonce: durable.nextNonce)
+        durable.nextNonce &+= 1
+        let payment = Payment.signed(body, by: signer)
+        let spent = Set(chosen.map(\.input))
+        durable.coins.removeAll { spent.contains($0.input) }
+        // Step 0: the payment is in the durable log before any redeem is signed.
+        durable.log.append(InFlight(payment: payment, redeems: [], coins: chosen))
+        let redeems = chosen.map { Redeem.signed(networkId: networkId, input: $0.input, spender: payment.key, by: signer) }
+        let entry = InFlight(payment: payment, redeems: redeems, coins: chosen)
+        durable.log[durable.log.count - 1] = entry
+        return entry
+    }
+
+    /// The payment with key `key` is certified: it leaves the log and its change becomes a coin.
+    public mutating func settle(_ key: Digest, proof: Proof) {
+        guard let at = durable.log.firstIndex(where: { $0.payment.key == key }) else { return }
+        let entry = durable.log.remove(at: at)
+        receive(entry.payment, proof: proof)
+    }
+}

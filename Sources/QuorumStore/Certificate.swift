@@ -1,0 +1,151 @@
+import QuorumCrypto
+import QuorumLedger
+
+/// What a vote or certificate is about.
+public enum RecordType: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// A payment certified in the per-record variant (its redeems were certified first).
+    case payment = 1
+    /// A redeem record certified on its own.
+    case redeem = 2
+    /// A payment and all its redeems certified by one vote (the `batched` variant).
+    case batch = 3
+
+    public var description: String {
+        switch self {
+        case .payment: return "payment"
+        case .redeem: return "redeem"
+        case .batch: return "batch"
+        }
+    }
+}
+
+/// The statement a replica signs when it votes: bound to network id, epoch, group, record type,
+/// key and value hash (PROTOCOL §1), so a vote cannot be replayed anywhere else.
+public struct VoteStatement: Hashable, Sendable {
+    public var networkId: UInt32
+    public var epoch: UInt32
+    public var group: GroupID
+    public var type: RecordType
+    public var key: Digest
+    public var valueHash: Digest
+
+    public init(networkId: UInt32, epoch: UInt32, group: GroupID, type: RecordType, key: Digest, valueHash: Digest) {
+        self.networkId = networkId
+        self.epoch = epoch
+        self.group = group
+        self.type = type
+        self.key = key
+        self.valueHash = valueHash
+    }
+
+    public static let encodedSize = 4 + 4 + 8 + 1 + 32 + 32
+
+    public func encode(into w: inout ByteWriter) {
+        w.append(networkId)
+        w.append(epoch)
+        w.append(group.raw)
+        w.append(type.rawValue)
+        w.append(key)
+        w.append(valueHash)
+    }
+
+    public static func decode(from r: inout ByteReader) throws(DecodingError) -> VoteStatement {
+        let networkId = try r.u32("statement.networkId")
+        let epoch = try r.u32("statement.epoch")
+        let group = GroupID(raw: try r.u64("statement.group"))
+        let tag = try r.u8("statement.type")
+        guard let type = RecordType(rawValue: tag) else { throw .unknownTag(field: "statement.type", value: tag) }
+        let key = try r.bytes32("statement.key")
+        let valueHash = try r.bytes32("statement.valueHash")
+        return VoteStatement(networkId: networkId, epoch: epoch, group: group, type: type, key: key, valueHash: valueHash)
+    }
+
+    /// The bytes a replica signs: `len ‖ "qc/vote" ‖ statement`.
+    public var signingMessage: [UInt8] {
+        var w = ByteWriter(tag: .vote, capacity: VoteStatement.encodedSize)
+        encode(into: &w)
+        return w.bytes
+    }
+}
+
+/// One replica's signature on a statement.
+public struct Vote: Hashable, Sendable {
+    public var replica: ReplicaID
+    public var signature: Signature
+    public init(replica: ReplicaID, signature: Signature) {
+        self.replica = replica
+        self.signature = signature
+    }
+}
+
+/// ≥ W votes from distinct members of the right group on one statement.
+public struct Certificate: Hashable, Sendable {
+    public var statement: VoteStatement
+    public var votes: [Vote]
+
+    public init(statement: VoteStatement, votes: [Vote]) {
+        self.statement = statement
+        self.votes = votes
+    }
+
+    /// Votes a certificate may carry at most (also the decoder's cap): a group has ≤ 255 members.
+    public static let maxVotes = 255
+
+    public var encodedSize: Int { VoteStatement.encodedSize + 1 + votes.count * (4 + 64) }
+
+    public func encode(into w: inout ByteWriter) {
+        statement.encode(into: &w)
+        w.append(UInt8(truncatingIfNeeded: votes.count))
+        for v in votes {
+            w.append(v.replica)
+            w.append(v.signature)
+        }
+    }
+
+    public static func decode(from r: inout ByteReader) throws(DecodingError) -> Certificate {
+        let statement = try VoteStatement.decode(from: &r)
+        let count = Int(try r.u8("certificate.votes"))
+        var votes = [Vote]()
+        votes.reserveCapacity(count)
+        for _ in 0..<count {
+            let replica = try r.u32("certificate.vote.replica")
+            let signature = try r.signature("certificate.vote.signature")
+            votes.append(Vote(replica: replica, signature: signature))
+        }
+        return Certificate(statement: statement, votes: votes)
+    }
+}
+
+/// Why a certificate is not acceptable. Each case says which check failed.
+public enum CertificateError: Error, Equatable, Sendable, CustomStringConvertible {
+    case tooFewVotes(have: Int, need: Int)
+    case tooManyVotes(have: Int, groupSize: Int)
+    case duplicateSigner(ReplicaID)
+    case nonMember(ReplicaID)
+    case wrongNetwork(UInt32)
+    case wrongEpoch(UInt32)
+    case wrongGroup(GroupID)
+    case wrongType(RecordType)
+    case wrongKey(Digest)
+    case wrongValue(Digest)
+    case badSignature(ReplicaID)
+    /// A genesis proof for a record that is not a configured genesis payment.
+    case notGenesis(Digest)
+
+    public var description: String {
+        switch self {
+        case let .tooFewVotes(h, n): return "certificate has \(h) votes, needs \(n)"
+        case let .tooManyVotes(h, g): return "certificate has \(h) votes for a group of \(g)"
+        case let .duplicateSigner(r): return "replica \(r) signs twice"
+        case let .nonMember(r): return "replica \(r) is not in the group"
+        case let .wrongNetwork(n): return "certificate for network \(n)"
+        case let .wrongEpoch(e): return "certificate for epoch \(e)"
+        case let .wrongGroup(g): return "certificate from group \(g), not the record's group"
+        case let .wrongType(t): return "certificate of type \(t) where another was required"
+        case let .wrongKey(k): return "certificate for key \(k), not this record"
+        case let .wrongValue(v): return "certificate for value \(v), not this record's"
+        case let .badSignature(r): return "replica \(r)'s signature does not verify"
+        case let .notGenesis(k): return "record \(k) claims genesis but is not configured"
+        }
+    }
+}

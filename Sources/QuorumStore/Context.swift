@@ -1,0 +1,232 @@
+import QuorumCrypto
+import QuorumLedger
+
+/// Counts the cryptographic work one node performs, so a host can charge simulated CPU time.
+/// Wraps the run's shared verifier (which may memoize): the count is per check, memo hit or not.
+public final class CryptoMeter: SignatureVerifier {
+    public let inner: SignatureVerifier
+    public private(set) var verifies = 0
+    public private(set) var signs = 0
+
+    public init(_ inner: SignatureVerifier) { self.inner = inner }
+
+    public func isValid(_ signature: Signature, of message: [UInt8], by key: PublicKey) -> Bool {
+        verifies += 1
+        return inner.isValid(signature, of: message, by: key)
+    }
+
+    public func sign(_ message: [UInt8], with signer: any Signer) -> Signature {
+        signs += 1
+        return signer.sign(message)
+    }
+
+    /// The work done since the last call, and a reset.
+    public func take() -> (verifies: Int, signs: Int) {
+        defer { verifies = 0; signs = 0 }
+        return (verifies, signs)
+    }
+}
+
+/// How a payment is known to be certified.
+public enum PaymentProof: Hashable, Sendable {
+    /// One of the configured genesis payments: accepted by configuration.
+    case genesis
+    /// A certificate of type `payment` or `batch` over (K, K) from G(payer).
+    case certificate(Certificate)
+}
+
+/// A payment with its proof.
+public struct CertifiedPayment: Hashable, Sendable {
+    public let payment: Payment
+    public let proof: PaymentProof
+    public init(payment: Payment, proof: PaymentProof) {
+        self.payment = payment
+        self.proof = proof
+    }
+    public var key: Digest { payment.key }
+}
+
+/// How a redeem is known to be certified.
+public enum RedeemProof: Hashable, Sendable {
+    /// A certificate of type `redeem` over (k, H("qc/rval", spender)) from G(owner).
+    case certificate(Certificate)
+    /// The `batched` variant: the spending payment's `batch` certificate, whose inputs include this
+    /// redeem's output (one vote locked all inputs and the payment together).
+    case batch(CertifiedPayment)
+}
+
+/// A redeem with its proof.
+public struct CertifiedRedeem: Hashable, Sendable {
+    public let redeem: Redeem
+    public let proof: RedeemProof
+    public init(redeem: Redeem, proof: RedeemProof) {
+        self.redeem = redeem
+        self.proof = proof
+    }
+    public var key: Digest { redeem.key }
+}
+
+/// A certified record as the key-value store holds it.
+public enum StoredRecord: Hashable, Sendable {
+    case payment(CertifiedPayment)
+    case redeem(CertifiedRedeem)
+
+    public var key: Digest {
+        switch self {
+        case let .payment(p): return p.key
+        case let .redeem(r): return r.key
+        }
+    }
+
+    /// The principal whose group holds this record: the payer, or the redeem's owner.
+    public var principal: PublicKey {
+        switch self {
+        case let .payment(p): return p.payment.payer
+        case let .redeem(r): return r.redeem.owner
+        }
+    }
+}
+
+/// Why a certified record was refused.
+public enum RecordError: Error, Equatable, Sendable, CustomStringConvertible {
+    case certificate(CertificateError)
+    case ledger(ValidationError)
+    /// A batch proof whose payment is not the redeem's spender or does not spend its output.
+    case batchMismatch
+
+    public var description: String {
+        switch self {
+        case let .certificate(e): return e.description
+        case let .ledger(e): return e.description
+        case .batchMismatch: return "batch certificate does not cover this redeem"
+        }
+    }
+}
+
+/// Everything every node of one deployment agrees on: network and epoch, quorum sizes, ledger
+/// rules, genesis, the replica directory, the group assignment, and the run's signature verifier.
+/// Shared by reference; immutable apart from the assignment's memo.
+public final class ProtocolContext {
+    public let networkId: UInt32
+    public let epoch: UInt32
+    public let quorum: QuorumParameters
+    public let rules: LedgerRules
+    public let genesis: Genesis
+    /// Public key of replica i at index i.
+    public let replicaKeys: [PublicKey]
+    public let assignment: GroupAssignment
+    public let verifier: SignatureVerifier
+
+    public init(networkId: UInt32, epoch: UInt32, quorum: QuorumParameters, limits: LedgerLimits = .standard,
+                genesis: Genesis, replicaKeys: [PublicKey], assignment: GroupAssignment,
+                verifier: SignatureVerifier) throws(ConfigurationError) {
+        guard assignment.groupSize == quorum.n else {
+            throw .invalidTopology("group assignment uses n = \(assignment.groupSize), quorum says n = \(quorum.n)")
+        }
+        guard assignment.replicaCount == replicaKeys.count else {
+            throw .invalidTopology("\(replicaKeys.count) replica keys for \(assignment.replicaCount) replicas")
+        }
+        self.networkId = networkId
+        self.epoch = epoch
+        self.quorum = quorum
+        self.rules = LedgerRules(networkId: networkId, limits: limits)
+        self.genesis = genesis
+        self.replicaKeys = replicaKeys
+        self.assignment = assignment
+        self.verifier = verifier
+    }
+
+    public var replicaCount: Int { replicaKeys.count }
+
+    /// G(p).
+    public func group(of principal: PublicKey) -> Group { assignment.group(of: principal) }
+
+    /// The statement members of `group` sign for (type, key, valueHash) in this network and epoch.
+    public func statement(_ type: RecordType, key: Digest, valueHash: Digest, group: GroupID) -> VoteStatement {
+        VoteStatement(networkId: networkId, epoch: epoch, group: group, type: type, key: key, valueHash: valueHash)
+    }
+
+    /// Checks one vote: the signer is a member of `group` and its signature verifies.
+    public func verify(_ vote: Vote, on statement: VoteStatement, group: Group, meter: CryptoMeter) throws(CertificateError) {
+        guard group.contains(vote.replica), Int(vote.replica) < replicaKeys.count else { throw .nonMember(vote.replica) }
+        guard meter.isValid(vote.signature, of: statement.signingMessage, by: replicaKeys[Int(vote.replica)]) else {
+            throw .badSignature(vote.replica)
+        }
+    }
+
+    /// Checks a certificate against what it must certify (PROTOCOL §1): network, epoch, group,
+    /// type, key and value, W…n votes from distinct members, every signature valid. Bounded by n.
+    public func verify(_ certificate: Certificate, types: Set<RecordType>, key: Digest, valueHash: Digest,
+                       group: Group, meter: CryptoMeter) throws(CertificateError) {
+        let s = certificate.statement
+        guard s.networkId == networkId else { throw .wrongNetwork(s.networkId) }
+        guard s.epoch == epoch else { throw .wrongEpoch(s.epoch) }
+        guard s.group == group.id else { throw .wrongGroup(s.group) }
+        guard types.contains(s.type) else { throw .wrongType(s.type) }
+        guard s.key == key else { throw .wrongKey(s.key) }
+        guard s.valueHash == valueHash else { throw .wrongValue(s.valueHash) }
+        let votes = certificate.votes
+        guard votes.count <= group.members.count else { throw .tooManyVotes(have: votes.count, groupSize: group.members.count) }
+        guard votes.count >= quorum.writeQuorum else { throw .tooFewVotes(have: votes.count, need: quorum.writeQuorum) }
+        var signers = [ReplicaID]()
+        signers.reserveCapacity(votes.count)
+        for vote in votes {
+            guard !signers.contains(vote.replica) else { throw .duplicateSigner(vote.replica) }
+            signers.append(vote.replica)
+            guard group.contains(vote.replica) else { throw .nonMember(vote.replica) }
+        }
+        let message = s.signingMessage
+        for vote in votes where !meter.isValid(vote.signature, of: message, by: replicaKeys[Int(vote.replica)]) {
+            throw .badSignature(vote.replica)
+        }
+    }
+
+    /// A payment's proof: a configured genesis payment, or a `payment`/`batch` certificate on (K, K)
+    /// from G(payer).
+    /// `verified` caches keys of payments already shown certified (certified records never change),
+    /// so each node checks a payment's certificate once.
+    public func verify(_ record: CertifiedPayment, meter: CryptoMeter, verified: inout Set<Digest>) throws(CertificateError) {
+        let key = record.payment.key
+        if verified.contains(key) { return }
+        switch record.proof {
+        case .genesis:
+            guard genesis.contains(key) else { throw .notGenesis(key) }
+        case let .certificate(certificate):
+            try verify(certificate, types: [.payment, .batch], key: key, valueHash: key,
+                       group: group(of: record.payment.payer), meter: meter)
+        }
+        verified.insert(key)
+    }
+
+    /// A redeem's proof: a `redeem` certificate on (k, H(spender)) from G(owner), or the batch
+    /// certificate of the payment it names, which must spend this redeem's output. In the batch
+    /// case the owner's signature is checked too, so a stored redeem is always duly signed.
+    public func verify(_ record: CertifiedRedeem, meter: CryptoMeter, verified: inout Set<Digest>) throws(RecordError) {
+        let redeem = record.redeem
+        switch record.proof {
+        case let .certificate(certificate):
+            do {
+                try verify(certificate, types: [.redeem], key: redeem.key, valueHash: redeem.valueHash,
+                           group: group(of: redeem.owner), meter: meter)
+            } catch { throw .certificate(error) }
+        case let .batch(spender):
+            let p = spender.payment
+            guard p.key == redeem.spender, p.payer == redeem.owner, p.inputs.contains(redeem.input),
+                  case let .certificate(c) = spender.proof, c.statement.type == .batch else { throw .batchMismatch }
+            do { try verify(spender, meter: meter, verified: &verified) } catch { throw .certificate(error) }
+            guard redeem.networkId == networkId,
+                  meter.isValid(redeem.signature, of: redeem.signingMessage, by: redeem.owner) else {
+                throw .ledger(.badRedeemSignature)
+            }
+        }
+    }
+
+    public func verify(_ record: StoredRecord, meter: CryptoMeter, verified: inout Set<Digest>) throws(RecordError) {
+        switch record {
+        case let .payment(p):
+            do { try verify(p, meter: meter, verified: &verified) } catch { throw .certificate(error) }
+        case let .redeem(r):
+            try verify(r, meter: meter, verified: &verified)
+        }
+    }
+}

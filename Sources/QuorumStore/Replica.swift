@@ -1,0 +1,316 @@
+import QuorumCrypto
+import QuorumLedger
+
+/// Tunables of an honest replica.
+public struct ReplicaSettings: Sendable, Hashable {
+    /// Period of the repair round that offers newly stored certified records to group peers
+    /// (nanoseconds; 0 disables repair).
+    public var repairInterval: UInt64
+    /// Keys offered to one peer per round.
+    public var repairBatch: Int
+
+    public init(repairInterval: UInt64 = 200_000_000, repairBatch: Int = 64) {
+        self.repairInterval = repairInterval
+        self.repairBatch = max(1, repairBatch)
+    }
+}
+
+/// An honest replica of the Byzantine-safe key-value store, as a sans-I/O state machine:
+/// messages and timer firings in (with `now`), messages and timers out through an `Outbox`.
+///
+/// It votes only for records that pass PROTOCOL §4, never for a second value of one key (the lock
+/// is written to `durable` before the vote leaves), stores certified records, answers Q-RPC reads
+/// (§5) and repairs its group peers by offering what it stores.
+public struct Replica {
+    /// State that survives a crash when locks are durable (PROTOCOL §4: "durably, before replying").
+    public struct Durable: Sendable {
+        /// k → value hash this replica voted for. Never overwritten with another value.
+        public internal(set) var locks: [Digest: Digest] = [:]
+        /// Values voted for but not yet known certified (answered to reads as votes).
+        public internal(set) var voted: [Digest: VotedValue] = [:]
+        /// Certified records held (own group's records and verified parents of prepares).
+        public internal(set) var store: [Digest: StoredRecord] = [:]
+
+        public init() {}
+    }
+
+    public let id: ReplicaID
+    public let context: ProtocolContext
+    public let settings: ReplicaSettings
+    public let meter: CryptoMeter
+    private let signer: any Signer
+    public private(set) var durable: Durable
+
+    /// Keys of payments whose certificates this replica has checked.
+    private var verifiedPayments: Set<Digest> = []
+    /// Our own vote signatures, so a re-sent Prepare gets the same vote without signing again.
+    private var signatures: [Digest: (VoteStatement, Signature)] = [:]
+    /// Per group peer: keys of stored records not yet acknowledged by that peer, oldest first.
+    private var repairQueues: [ReplicaID: [Digest]] = [:]
+    /// Per group peer: the outstanding offer (sequence number and how many keys it covered).
+    private var repairOffers: [ReplicaID: (sequence: UInt64, count: Int)] = [:]
+    private var repairSequence: UInt64 = 0
+    private var repairTimerArmed = false
+
+    /// Counters for metrics.
+    public private(set) var rejected = 0
+    public private(set) var malformed = 0
+
+    public static let repairTimer: UInt64 = 1
+
+    public init(id: ReplicaID, signer: any Signer, context: ProtocolContext, settings: ReplicaSettings = ReplicaSettings(),
+                restoring durable: Durable = Durable()) {
+        self.id = id
+        self.signer = signer
+        self.context = context
+        self.settings = settings
+        self.meter = CryptoMeter(context.verifier)
+        self.durable = durable
+        for (key, record) in durable.store {
+            if case .payment = record { verifiedPayments.insert(key) }
+        }
+    }
+
+    // MARK: Inputs
+
+    /// Decodes bytes from the network and handles the message. Malformed bytes are counted and
+    /// dropped; the error is returned for the host's metrics.
+    @discardableResult
+    public mutating func receive(bytes: [UInt8], from sender: NodeID, now: UInt64, into out: inout Outbox) -> DecodingError? {
+        do {
+            let message = try Message.decode(bytes, limits: MessageLimits(ledger: context.rules.limits))
+            receive(message, from: sender, now: now, into: &out)
+            return nil
+        } catch {
+            malformed += 1
+            return error
+        }
+    }
+
+    public mutating func receive(_ message: Message, from sender: NodeID, now: UInt64, into out: inout Outbox) {
+        switch message {
+        case let .prepareRedeem(redeem, parent):
+            prepareRedeem(redeem, parent: parent, from: sender, into: &out)
+        case let .preparePayment(payment, parents, redeems):
+            preparePayment(payment, parents: parents, redeems: redeems, from: sender, into: &out)
+        case let .prepareBatch(payment, parents, redeems):
+            prepareBatch(payment, parents: parents, redeems: redeems, from: sender, into: &out)
+        case let .commit(records):
+            guard let first = records.first, records.count <= MessageLimits.standard.maxRecords else { return }
+            var all = true
+            for record in records where !accept(record, now: now, into: &out) { all = false }
+            if all { out.send(.ack(first.key), to: sender) }
+        case let .gossip(records):
+            for record in records.prefix(MessageLimits.standard.maxRecords) { _ = accept(record, now: now, into: &out) }
+        case let .read(type, key, request):
+            out.send(.readReply(request: request, readResult(type, key)), to: sender)
+        case let .repairOffer(sequence, keys):
+            guard isReplica(sender), keys.count <= MessageLimits.standard.maxRepairKeys else { return }
+            let missing = keys.filter { durable.store[$0] == nil }
+            out.send(.repairRequest(sequence: sequence, missing: missing), to: sender)
+        case let .repairRequest(sequence, missing):
+            repairRequested(sequence: sequence, missing: missing, from: sender, into: &out)
+        case .vote, .reject, .ack, .readReply:
+            return  // replies meant for clients
+        }
+    }
+
+    /// A timer this replica set has fired.
+    public mutating func timerFired(token: UInt64, now: UInt64, into out: inout Outbox) {
+        guard token == Replica.repairTimer else { return }
+        repairTimerArmed = false
+        for peer in repairQueues.keys.sorted() {
+            guard let queue = repairQueues[peer], !queue.isEmpty else { continue }
+            let batch = Array(queue.prefix(settings.repairBatch))
+            repairSequence &+= 1
+            repairOffers[peer] = (repairSequence, batch.count)
+            out.send(.repairOffer(sequence: repairSequence, keys: batch), to: NodeID(replica: peer))
+        }
+        armRepairTimer(now: now, into: &out)
+    }
+
+    /// The certified record held for `key`, if any.
+    public func record(_ key: Digest) -> StoredRecord? { durable.store[key] }
+
+    // MARK: Voting (PROTOCOL §4)
+
+    private mutating func prepareRedeem(_ redeem: Redeem, parent: CertifiedPayment, from sender: NodeID, into out: inout Outbox) {
+        let key = redeem.key
+        let group = context.group(of: redeem.owner)
+        guard group.contains(id) else { return reject(.redeem, key, .notMember, to: sender, into: &out) }
+        guard parent.payment.key == redeem.input.parentKey, verifyParent(parent) else {
+            return reject(.redeem, key, .invalid, to: sender, into: &out)
+        }
+        do { try context.rules.checkRedeem(redeem, parent: parent.payment, verifier: meter) } catch {
+            return reject(.redeem, key, .invalid, to: sender, into: &out)
+        }
+        let valueHash = redeem.valueHash
+        guard lock([key], to: valueHash) else { return reject(.redeem, key, .conflict, to: sender, into: &out) }
+        if durable.voted[key] == nil, durable.store[key] == nil { durable.voted[key] = .redeem(redeem) }
+        vote(.redeem, key: key, valueHash: valueHash, group: group, to: sender, into: &out)
+    }
+
+    private mutating func preparePayment(_ payment: Payment, parents: [CertifiedPayment], redeems: [CertifiedRedeem],
+                                         from sender: NodeID, into out: inout Outbox) {
+        let key = payment.key
+        let group = context.group(of: payment.payer)
+        guard group.contains(id) else { return reject(.payment, key, .notMember, to: sender, into: &out) }
+        guard checkPayment(payment, parents: parents) != nil, redeems.count == payment.inputs.count else {
+            return reject(.payment, key, .invalid, to: sender, into: &out)
+        }
+        // Each input needs a redeem certificate from G(payer) naming this payment.
+        for input in payment.inputs {
+            guard let certified = redeems.first(where: { $0.redeem.input == input }),
+                  certified.redeem.spender == key, certified.redeem.owner == payment.payer,
+                  case .certificate = certified.proof else {
+                return reject(.payment, key, .invalid, to: sender, into: &out)
+            }
+            do { try context.verify(certified, meter: meter, verified: &verifiedPayments) } catch {
+                return reject(.payment, key, .invalid, to: sender, into: &out)
+            }
+        }
+        if durable.voted[key] == nil, durable.store[key] == nil { durable.voted[key] = .payment(payment) }
+        vote(.payment, key: key, valueHash: key, group: group, to: sender, into: &out)
+    }
+
+    private mutating func prepareBatch(_ payment: Payment, parents: [CertifiedPayment], redeems: [Redeem],
+                                       from sender: NodeID, into out: inout Outbox) {
+        let key = payment.key
+        let group = context.group(of: payment.payer)
+        guard group.contains(id) else { return reject(.batch, key, .notMember, to: sender, into: &out) }
+        guard let parentMap = checkPayment(payment, parents: parents), redeems.count == payment.inputs.count else {
+            return reject(.batch, key, .invalid, to: sender, into: &out)
+        }
+        var redeemKeys = [Digest]()
+        redeemKeys.reserveCapacity(redeems.count)
+        for input in payment.inputs {
+            guard let redeem = redeems.first(where: { $0.input == input }), redeem.spender == key,
+                  let parent = parentMap[input.parentKey] else {
+                return reject(.batch, key, .invalid, to: sender, into: &out)
+            }
+            do { try context.rules.checkRedeem(redeem, parent: parent, verifier: meter) } catch {
+                return reject(.batch, key, .invalid, to: sender, into: &out)
+            }
+            redeemKeys.append(redeem.key)
+        }
+        // All inputs lock together or none does.
+        guard lock(redeemKeys, to: Redeem.valueHash(spender: key)) else {
+            return reject(.batch, key, .conflict, to: sender, into: &out)
+        }
+        for redeem in redeems where durable.voted[redeem.key] == nil && durable.store[redeem.key] == nil {
+            durable.voted[redeem.key] = .redeem(redeem)
+        }
+        if durable.voted[key] == nil, durable.store[key] == nil { durable.voted[key] = .payment(payment) }
+        vote(.batch, key: key, valueHash: key, group: group, to: sender, into: &out)
+    }
+
+    /// Shape, parents and balance of a payment; returns the verified parents by key.
+    private mutating func checkPayment(_ payment: Payment, parents: [CertifiedPayment]) -> [Digest: Payment]? {
+        do { try context.rules.checkShape(payment, verifier: meter) } catch { return nil }
+        guard parents.count <= context.rules.limits.maxInputs else { return nil }
+        var map = [Digest: Payment](minimumCapacity: parents.count)
+        for parent in parents where payment.inputs.contains(where: { $0.parentKey == parent.payment.key }) {
+            guard verifyParent(parent) else { return nil }
+            map[parent.payment.key] = parent.payment
+        }
+        do { try context.rules.checkBalance(payment) { map[$0] } } catch { return nil }
+        return map
+    }
+
+    /// Checks a parent's proof once, then keeps it: certified records never change, and holding
+    /// it lets readers find the parent in this (the child's) group.
+    private mutating func verifyParent(_ parent: CertifiedPayment) -> Bool {
+        let key = parent.payment.key
+        if verifiedPayments.contains(key) { return true }
+        do { try context.verify(parent, meter: meter, verified: &verifiedPayments) } catch { return false }
+        if durable.store[key] == nil { durable.store[key] = .payment(parent) }
+        return true
+    }
+
+    /// Locks every key to `valueHash`, or none if any is locked to another value.
+    private mutating func lock(_ keys: [Digest], to valueHash: Digest) -> Bool {
+        for key in keys {
+            if let held = durable.locks[key], held != valueHash { return false }
+        }
+        for key in keys { durable.locks[key] = valueHash }
+        return true
+    }
+
+    private mutating func vote(_ type: RecordType, key: Digest, valueHash: Digest, group: Group,
+                               to sender: NodeID, into out: inout Outbox) {
+        let statement = context.statement(type, key: key, valueHash: valueHash, group: group.id)
+        let signature: Signature
+        if let (cached, sig) = signatures[key], cached == statement {
+            signature = sig
+        } else {
+            signature = meter.sign(statement.signingMessage, with: signer)
+            signatures[key] = (statement, signature)
+        }
+        out.send(.vote(statement, Vote(replica: id, signature: signature)), to: sender)
+    }
+
+    private mutating func reject(_ type: RecordType, _ key: Digest, _ reason: RejectReason, to sender: NodeID,
+                                 into out: inout Outbox) {
+        rejected += 1
+        out.send(.reject(type, key: key, reason: reason), to: sender)
+    }
+
+    // MARK: Storing and reading
+
+    /// Verifies and stores a certified record of this replica's group. Returns whether it is held.
+    private mutating func accept(_ record: StoredRecord, now: UInt64, into out: inout Outbox) -> Bool {
+        let key = record.key
+        if durable.store[key] != nil { return true }
+        let group = context.group(of: record.principal)
+        guard group.contains(id) else { return false }
+        do { try context.verify(record, meter: meter, verified: &verifiedPayments) } catch { return false }
+        durable.store[key] = record
+        durable.voted[key] = nil
+        signatures[key] = nil
+        if case let .redeem(r) = record, durable.locks[key] == nil { durable.locks[key] = r.redeem.valueHash }
+        enqueueRepair(key, group: group, now: now, into: &out)
+        return true
+    }
+
+    private func readResult(_ type: RecordType, _ key: Digest) -> ReadResult {
+        if let record = durable.store[key] { return .certified(record) }
+        if let value = durable.voted[key], let (statement, signature) = signatures[key] {
+            return .vote(value, statement, Vote(replica: id, signature: signature))
+        }
+        return .notFound
+    }
+
+    // MARK: Repair
+
+    private mutating func enqueueRepair(_ key: Digest, group: Group, now: UInt64, into out: inout Outbox) {
+        guard settings.repairInterval > 0 else { return }
+        for peer in group.members where peer != id { repairQueues[peer, default: []].append(key) }
+        armRepairTimer(now: now, into: &out)
+    }
+
+    private mutating func armRepairTimer(now: UInt64, into out: inout Outbox) {
+        guard !repairTimerArmed, settings.repairInterval > 0,
+              repairQueues.values.contains(where: { !$0.isEmpty }) else { return }
+        repairTimerArmed = true
+        out.setTimer(at: now &+ settings.repairInterval, token: Replica.repairTimer)
+    }
+
+    private mutating func repairRequested(sequence: UInt64, missing: [Digest], from sender: NodeID, into out: inout Outbox) {
+        let peer = sender.raw
+        guard isReplica(sender), let offer = repairOffers[peer], offer.sequence == sequence,
+              var queue = repairQueues[peer] else { return }
+        let offered = Set(queue.prefix(offer.count))
+        queue.removeFirst(min(offer.count, queue.count))
+        repairQueues[peer] = queue
+        repairOffers[peer] = nil
+        let records = missing.prefix(offer.count).filter(offered.contains).compactMap { durable.store[$0] }
+        var start = 0
+        while start < records.count {
+            let end = min(start + MessageLimits.standard.maxRecords, records.count)
+            out.send(.gossip(Array(records[start..<end])), to: sender)
+            start = end
+        }
+    }
+
+    private func isReplica(_ node: NodeID) -> Bool { Int(node.raw) < context.replicaCount }
+}

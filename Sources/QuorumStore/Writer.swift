@@ -1,0 +1,201 @@
+import QuorumCrypto
+import QuorumLedger
+
+/// How a payment is written (PROTOCOL §3). Both are kept so they can be compared.
+public enum WriteVariant: String, Sendable, Hashable, CaseIterable {
+    /// Certify and commit each redeem, then certify and commit the payment (2 round trips per
+    /// redeem phase, here run for all inputs in parallel, + 2 for the payment).
+    case perRecord = "per-record"
+    /// One Prepare locks every input and the payment; one vote certifies them all (2 round trips).
+    case batched
+}
+
+/// Why a write gave up. Writers retry silence forever; they stop only on proof that the write
+/// cannot succeed: more than n − W distinct members refused.
+public enum WriteFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    case rejected(RecordType, key: Digest, reason: RejectReason)
+
+    public var description: String {
+        switch self {
+        case let .rejected(type, key, reason): return "\(type) \(key) refused by the group (\(reason))"
+        }
+    }
+}
+
+/// Drives one payment through PROTOCOL §3 as a sans-I/O state machine. Verifies every vote before
+/// counting it, so a Byzantine replica cannot poison a certificate; re-sends to replicas that have
+/// not answered on every retry timer.
+public struct Writer {
+    public enum Status: Sendable {
+        case running
+        /// W votes: the payment is final (PROTOCOL §3 step 2). Its commit is still being acknowledged.
+        case certified(CertifiedPayment)
+        /// W replicas acknowledged storing the payment.
+        case committed(CertifiedPayment)
+        case failed(WriteFailure)
+    }
+
+    /// Collecting votes, then acks, for one record.
+    struct Round {
+        let type: RecordType
+        let key: Digest
+        let statement: VoteStatement
+        var prepare: Message
+        var votes: [Vote] = []
+        var refused: [ReplicaID] = []
+        var refusal: RejectReason?
+        var certificate: Certificate?
+        var commit: Message?
+        var acks: [ReplicaID] = []
+
+        func answered(_ replica: ReplicaID) -> Bool {
+            certificate == nil
+                ? votes.contains(where: { $0.replica == replica }) || refused.contains(replica)
+                : acks.contains(replica)
+        }
+    }
+
+    public let payment: Payment
+    public let variant: WriteVariant
+    public let group: Group
+    public let context: ProtocolContext
+    public let meter: CryptoMeter
+    public let retryInterval: UInt64
+    /// Token this writer's timers carry, chosen by the host.
+    public let timerToken: UInt64
+    public private(set) var status: Status = .running
+    /// Times the writer re-sent (for metrics).
+    public private(set) var retries = 0
+
+    private let redeems: [Redeem]
+    private let parents: [CertifiedPayment]
+    private var rounds: [Round] = []
+    private var certifiedRedeems: [CertifiedRedeem] = []
+    private var paymentPhase = false
+
+    /// - Parameters:
+    ///   - parents: the certified parents of the payment's inputs (one per distinct parent key).
+    ///   - redeems: one signed redeem per input, naming `payment`.
+    public init(payment: Payment, redeems: [Redeem], parents: [CertifiedPayment], variant: WriteVariant,
+                context: ProtocolContext, meter: CryptoMeter, retryInterval: UInt64, timerToken: UInt64 = 0) {
+        self.payment = payment
+        self.redeems = redeems
+        self.parents = parents
+        self.variant = variant
+        self.context = context
+        self.meter = meter
+        self.retryInterval = max(1, retryInterval)
+        self.timerToken = timerToken
+        self.group = context.group(of: payment.payer)
+    }
+
+    public var isFinished: Bool {
+        switch status {
+        case .committed, .failed: return true
+        case .running, .certified: return false
+        }
+    }
+
+    /// Sends the first Prepares and arms the retry timer.
+    public mutating func start(now: UInt64, into out: inout Outbox) {
+        switch variant {
+        case .perRecord:
+            for redeem in redeems {
+                guard let parent = parents.first(where: { $0.payment.key == redeem.input.parentKey }) else { continue }
+                let statement = context.statement(.redeem, key: redeem.key, valueHash: redeem.valueHash, group: group.id)
+                rounds.append(Round(type: .redeem, key: redeem.key, statement: statement,
+                                    prepare: .prepareRedeem(redeem, parent: parent)))
+            }
+            if rounds.isEmpty { startPaymentRound() }
+        case .batched:
+            startPaymentRound()
+        }
+        for round in rounds { out.send(round.prepare, to: group.members) }
+        out.setTimer(at: now &+ retryInterval, token: timerToken)
+    }
+
+    private mutating func startPaymentRound() {
+        paymentPhase = true
+        let key = payment.key
+        let type: RecordType = variant == .batched ? .batch : .payment
+        let prepare: Message = variant == .batched
+            ? .prepareBatch(payment, parents: parents, redeems: redeems)
+            : .preparePayment(payment, parents: parents, redeems: certifiedRedeems)
+        rounds = [Round(type: type, key: key, statement: context.statement(type, key: key, valueHash: key, group: group.id),
+                        prepare: prepare)]
+    }
+
+    public mutating func receive(_ message: Message, from sender: NodeID, now: UInt64, into out: inout Outbox) {
+        guard !isFinished, group.contains(sender.raw) else { return }
+        let replica = sender.raw
+        switch message {
+        case let .vote(statement, vote):
+            guard vote.replica == replica,
+                  let i = rounds.firstIndex(where: { $0.statement == statement }),
+                  rounds[i].certificate == nil, !rounds[i].answered(replica) else { return }
+            do { try context.verify(vote, on: statement, group: group, meter: meter) } catch { return }
+            rounds[i].votes.append(vote)
+            if rounds[i].votes.count == context.quorum.writeQuorum { certify(i, into: &out) }
+        case let .reject(type, key, reason):
+            guard let i = rounds.firstIndex(where: { $0.key == key && $0.type == type }),
+                  rounds[i].certificate == nil, !rounds[i].answered(replica) else { return }
+            rounds[i].refused.append(replica)
+            if reason == .conflict || rounds[i].refusal == nil { rounds[i].refusal = reason }
+            if rounds[i].refused.count > context.quorum.n - context.quorum.writeQuorum {
+                status = .failed(.rejected(type, key: key, reason: rounds[i].refusal ?? reason))
+            }
+        case let .ack(key):
+            guard let i = rounds.firstIndex(where: { $0.key == key }), rounds[i].certificate != nil,
+                  !rounds[i].acks.contains(replica) else { return }
+            rounds[i].acks.append(replica)
+            if rounds[i].acks.count == context.quorum.writeQuorum { committed(i, now: now, into: &out) }
+        default:
+            return
+        }
+    }
+
+    /// The retry timer: re-send the current step to members that have not answered it.
+    public mutating func timerFired(token: UInt64, now: UInt64, into out: inout Outbox) {
+        guard token == timerToken, !isFinished else { return }
+        retries += 1
+        for round in rounds {
+            let message = round.commit ?? round.prepare
+            for member in group.members where !round.answered(member) {
+                out.send(message, to: NodeID(replica: member))
+            }
+        }
+        out.setTimer(at: now &+ retryInterval, token: timerToken)
+    }
+
+    private mutating func certify(_ i: Int, into out: inout Outbox) {
+        let certificate = Certificate(statement: rounds[i].statement, votes: rounds[i].votes)
+        rounds[i].certificate = certificate
+        let records: [StoredRecord]
+        if paymentPhase {
+            let certified = CertifiedPayment(payment: payment, proof: .certificate(certificate))
+            status = .certified(certified)
+            records = [.payment(certified)]
+                + (variant == .batched ? redeems.map { .redeem(CertifiedRedeem(redeem: $0, proof: .batch(certified))) } : [])
+        } else {
+            guard let redeem = redeems.first(where: { $0.key == rounds[i].key }) else { return }
+            let certified = CertifiedRedeem(redeem: redeem, proof: .certificate(certificate))
+            certifiedRedeems.append(certified)
+            records = [.redeem(certified)]
+        }
+        let commit = Message.commit(records)
+        rounds[i].commit = commit
+        out.send(commit, to: group.members)
+    }
+
+    private mutating func committed(_ i: Int, now: UInt64, into out: inout Outbox) {
+        if paymentPhase {
+            if case let .certified(certified) = status { status = .committed(certified) }
+            return
+        }
+        guard rounds.allSatisfy({ $0.acks.count >= context.quorum.writeQuorum }) else { return }
+        // Every redeem is certified and stored by W replicas: prepare the payment (§3 step 2).
+        certifiedRedeems.sort { $0.redeem.input < $1.redeem.input }
+        startPaymentRound()
+        out.send(rounds[0].prepare, to: group.members)
+    }
+}
