@@ -12,6 +12,12 @@ public struct DeterministicRandom: Sendable {
         if s0 | s1 | s2 | s3 == 0 { s0 = 0x9E37_79B9_7F4A_7C15 }
     }
 
+    /// A generator with the given raw state (reference vectors; not all zero).
+    public init(state: (UInt64, UInt64, UInt64, UInt64)) {
+        (s0, s1, s2, s3) = state
+        if s0 | s1 | s2 | s3 == 0 { s0 = 0x9E37_79B9_7F4A_7C15 }
+    }
+
     /// A generator for stream `label` of the run seeded by `seed`: `H("qc/key", seed ‖ label)`.
     public init(seed: UInt64, stream label: String) {
         self.init(seed: Blake2b.hash(.keySeed) { w in

@@ -307,6 +307,7 @@ public struct Reader {
         do { try context.verify(record, meter: meter, verified: &verifiedPayments) } catch {
             return failed(key, .record(.certificate(error)), root: root, dependent: dependent)
         }
+        known[key] = record
         if case .genesis = record.proof {
             validated.insert(key)
             if root { completions.append(.validated(key: key, result: .success(record))) }
@@ -316,7 +317,6 @@ public struct Reader {
         do { try context.rules.checkShape(record.payment, verifier: meter) } catch {
             return failed(key, .ledger(error), root: root, dependent: dependent)
         }
-        known[key] = record
         let inputs = record.payment.inputs
         let parentKeys = Array(Set(inputs.map(\.parentKey))).sorted()
         var node = ClosureNode(record: record, waiting: parentKeys.count + inputs.count)

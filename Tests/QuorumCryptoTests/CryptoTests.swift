@@ -1,0 +1,144 @@
+import Testing
+@testable import QuorumCrypto
+
+/// RFC 8032 §7.1 tests 1–3 (secret key = seed, public key, message, signature), checked against an
+/// independent implementation before being written here.
+let rfc8032: [(seed: String, publicKey: String, message: String, signature: String)] = [
+    ("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+     "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+    ("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+     "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"),
+    ("c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+     "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
+     "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"),
+]
+
+@Suite struct Ed25519Tests {
+    @Test(arguments: 0..<3) func rfc8032Vector(_ i: Int) throws {
+        let v = rfc8032[i]
+        let pair = Ed25519KeyPair(seed: try Bytes32(hex: v.seed))
+        #expect(pair.publicKey.raw.hex == v.publicKey)
+        let message = try Hex.decode(v.message)
+        let signature = pair.sign(message)
+        #expect(signature.hex == v.signature)
+        let verifier = Ed25519Verifier()
+        #expect(verifier.isValid(signature, of: message, by: pair.publicKey))
+        var tampered = message
+        tampered.append(0)
+        #expect(!verifier.isValid(signature, of: tampered, by: pair.publicKey))
+        var badSignature = signature.bytes
+        badSignature[5] ^= 0x01
+        #expect(!verifier.isValid(try Signature(badSignature), of: message, by: pair.publicKey))
+        #expect(verifier.verifications == 3)
+    }
+
+    @Test func wrongLengthsAreTypedErrors() {
+        #expect(throws: CryptoError.wrongLength(what: "public key", expected: 32, actual: 31)) {
+            try PublicKey([UInt8](repeating: 1, count: 31))
+        }
+        #expect(throws: CryptoError.wrongLength(what: "signature", expected: 64, actual: 65)) {
+            try Signature([UInt8](repeating: 1, count: 65))
+        }
+        #expect(throws: CryptoError.invalidHex("abc")) { try Hex.decode("abc") }
+        #expect(throws: CryptoError.invalidHex("zz")) { try Hex.decode("zz") }
+    }
+
+    /// Small-order points (identity, order 2, order 4) and a non-canonical encoding are refused
+    /// as keys, and libsodium's verifier refuses the trivial forgery with the identity key.
+    @Test func smallOrderKeysAreRejected() throws {
+        let identity = [UInt8(1)] + [UInt8](repeating: 0, count: 31)
+        let orderFour = [UInt8](repeating: 0, count: 32)
+        let orderTwo = [UInt8(0xec)] + [UInt8](repeating: 0xff, count: 30) + [0x7f]
+        let nonCanonical = [UInt8](repeating: 0xff, count: 32)
+        for bad in [identity, orderFour, orderTwo, nonCanonical] {
+            #expect(throws: CryptoError.invalidPublicKey) { try PublicKey.validated(bad) }
+        }
+        let good = Ed25519KeyPair(seed: Bytes32(word: 7)).publicKey
+        #expect(try PublicKey.validated(good.raw.bytes) == good)
+        // R = identity, S = 0 "verifies" any message under the identity key in lax verifiers.
+        let forged = try Signature(identity + [UInt8](repeating: 0, count: 32))
+        #expect(!Ed25519Verifier().isValid(forged, of: [1, 2, 3], by: try PublicKey(identity)))
+    }
+
+    @Test func keysAreDeterministicFromSeeds() {
+        let a = Ed25519KeyPair(seed: KeySeed.derive(seed: 42, label: "replica", index: 3))
+        let b = Ed25519KeyPair(seed: KeySeed.derive(seed: 42, label: "replica", index: 3))
+        let c = Ed25519KeyPair(seed: KeySeed.derive(seed: 42, label: "replica", index: 4))
+        #expect(a.publicKey == b.publicKey)
+        #expect(a.publicKey != c.publicKey)
+        #expect(a.sign([9]) == b.sign([9]))
+    }
+
+    @Test func memoizedVerificationAgreesAndCounts() {
+        let pair = Ed25519KeyPair(seed: Bytes32(word: 1))
+        let inner = Ed25519Verifier()
+        let memo = MemoizingVerifier(wrapping: inner, capacity: 2)
+        let good = pair.sign([1])
+        for _ in 0..<3 { #expect(memo.isValid(good, of: [1], by: pair.publicKey)) }
+        #expect(!memo.isValid(good, of: [2], by: pair.publicKey))
+        #expect(!memo.isValid(good, of: [2], by: pair.publicKey))
+        #expect(memo.hits == 3 && memo.misses == 2 && inner.verifications == 2)
+        // Past capacity the table is cleared, never wrong.
+        #expect(memo.isValid(pair.sign([3]), of: [3], by: pair.publicKey))
+        #expect(memo.isValid(good, of: [1], by: pair.publicKey))
+    }
+}
+
+@Suite struct Blake2bTests {
+    /// Published BLAKE2b-256 values (the empty string and "abc").
+    @Test func publishedVectors() {
+        #expect(Blake2b.digest([]).hex == "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8")
+        #expect(Blake2b.digest(Array("abc".utf8)).hex == "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319")
+    }
+
+    @Test func domainTagsSeparate() {
+        let data: [UInt8] = [1, 2, 3]
+        #expect(Blake2b.hash(.payment, data) != Blake2b.hash(.redeem, data))
+        // H(tag, data) = BLAKE2b-256(len(tag) ‖ tag ‖ data).
+        #expect(Blake2b.hash(.payment, data) == Blake2b.digest([6] + Array("qc/pay".utf8) + data))
+        #expect(Blake2b.hash(.payment) { $0.append(data) } == Blake2b.hash(.payment, data))
+    }
+
+    @Test func bytes32OrderIsLexicographic() throws {
+        let a = try Bytes32([0] + [UInt8](repeating: 0xff, count: 31))
+        let b = try Bytes32([1] + [UInt8](repeating: 0, count: 31))
+        #expect(a < b && !(b < a))
+        #expect(Bytes32(word: 5).prefix64 == 5)
+        #expect(try Bytes32(hex: b.hex) == b)
+    }
+}
+
+@Suite struct RandomTests {
+    /// xoshiro256** reference output for state (1, 2, 3, 4), computed independently.
+    @Test func referenceSequence() {
+        var rng = DeterministicRandom(state: (1, 2, 3, 4))
+        let expected: [UInt64] = [11520, 0, 1_509_978_240, 1_215_971_899_390_074_240, 1_216_172_134_540_287_360]
+        #expect((0..<5).map { _ in rng.next() } == expected)
+    }
+
+    @Test func streamsAreIndependentAndRepeatable() {
+        var a = DeterministicRandom(seed: 7, stream: "network")
+        var b = DeterministicRandom(seed: 7, stream: "network")
+        var c = DeterministicRandom(seed: 7, stream: "workload")
+        let xs = (0..<8).map { _ in a.next() }
+        #expect(xs == (0..<8).map { _ in b.next() })
+        #expect(xs != (0..<8).map { _ in c.next() })
+    }
+
+    @Test func uniformStaysInRangeAndCoversIt() {
+        var rng = DeterministicRandom(seed: 1, stream: "t")
+        var seen = [Int](repeating: 0, count: 7)
+        for _ in 0..<7000 {
+            let x = rng.uniform(below: 7)
+            #expect(x >= 0 && x < 7)
+            seen[x] += 1
+        }
+        #expect(seen.allSatisfy { $0 > 800 })
+        #expect(rng.uniform(below: 0) == 0)
+        var deck = Array(0..<50)
+        rng.shuffle(&deck)
+        #expect(deck.sorted() == Array(0..<50) && deck != Array(0..<50))
+    }
+}
