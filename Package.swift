@@ -13,6 +13,9 @@ let package = Package(
     dependencies: [
         // Command-line parsing with generated --help; mirrored on this machine.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // YAML scenario files: reports parse errors with line numbers; mirrored on this machine.
+        // (TOMLKit, the alternative, crashes the process on some malformed input.)
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -23,9 +26,14 @@ let package = Package(
         .target(name: "QuorumCrypto", dependencies: ["CSodium"]),
         .target(name: "QuorumLedger", dependencies: ["QuorumCrypto"]),
         .target(name: "QuorumStore", dependencies: ["QuorumCrypto", "QuorumLedger"]),
+        .target(
+            name: "Simulation",
+            dependencies: ["QuorumCrypto", "QuorumLedger", "QuorumStore", .product(name: "Yams", package: "Yams")]
+        ),
         .executableTarget(
             name: "quorumsim",
             dependencies: [
+                "Simulation",
                 "QuorumStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -33,5 +41,6 @@ let package = Package(
         .testTarget(name: "QuorumCryptoTests", dependencies: ["QuorumCrypto"]),
         .testTarget(name: "QuorumLedgerTests", dependencies: ["QuorumLedger"]),
         .testTarget(name: "QuorumStoreTests", dependencies: ["QuorumStore"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation"]),
     ]
 )

@@ -90,15 +90,17 @@ public struct Wallet<Proof: Sendable>: Sendable {
         }
     }
 
-    /// Builds, signs and logs a payment of `payees` plus `fee`, spending the oldest coins first and
-    /// returning change to this principal. The redeems are signed after the payment is logged.
-    public mutating func pay(_ payees: [Output], fee: UInt64 = 0) throws(WalletError) -> InFlight {
+    /// Builds, signs and logs a payment of `payees` plus `fee`, spending the oldest coins first (at
+    /// least `minimumInputs` of them when the wallet has that many) and returning change to this
+    /// principal. The redeems are signed after the payment is logged.
+    public mutating func pay(_ payees: [Output], fee: UInt64 = 0, minimumInputs: Int = 1) throws(WalletError) -> InFlight {
         for p in payees where p.amount == 0 || p.amount > Ledger.maxSupply { throw .invalidAmount(p.amount) }
         guard fee <= Ledger.maxSupply else { throw .invalidAmount(fee) }
         guard let needed = Amounts.checkedSum(payees.map(\.amount) + [fee]) else { throw .invalidAmount(Ledger.maxSupply) }
         var chosen = [Coin]()
         var total: UInt64 = 0
-        for coin in durable.coins where total < needed {
+        let wanted = min(max(1, minimumInputs), limits.maxInputs)
+        for coin in durable.coins where total < needed || chosen.count < wanted {
             guard chosen.count < limits.maxInputs else { throw .tooManyInputsNeeded(limit: limits.maxInputs) }
             chosen.append(coin)
             let (sum, overflow) = total.addingReportingOverflow(coin.amount)

@@ -54,6 +54,8 @@ public enum Message: Hashable, Sendable {
     case repairRequest(sequence: UInt64, missing: [Digest])
     /// Repair: certified records pushed to a group peer (no ack).
     case gossip([StoredRecord])
+    /// Step 3: the payer hands a certified payment and its certified parents to a payee.
+    case handOver(CertifiedPayment, parents: [CertifiedPayment])
 
     /// A short name for metrics and logs.
     public var kind: String {
@@ -70,11 +72,12 @@ public enum Message: Hashable, Sendable {
         case .repairOffer: return "repairOffer"
         case .repairRequest: return "repairRequest"
         case .gossip: return "gossip"
+        case .handOver: return "handOver"
         }
     }
 
     public static let kinds = ["prepareRedeem", "preparePayment", "prepareBatch", "vote", "reject", "commit",
-                               "ack", "read", "readReply", "repairOffer", "repairRequest", "gossip"]
+                               "ack", "read", "readReply", "repairOffer", "repairRequest", "gossip", "handOver"]
 }
 
 /// Caps on decoded messages: every count is checked before anything is allocated for it.
@@ -115,6 +118,7 @@ extension Message {
         case .repairOffer: return 10
         case .repairRequest: return 11
         case .gossip: return 12
+        case .handOver: return 13
         }
     }
 
@@ -156,6 +160,9 @@ extension Message {
         case let .repairOffer(sequence, keys), let .repairRequest(sequence, keys):
             w.append(sequence)
             w.appendList(keys) { $0.append($1) }
+        case let .handOver(payment, parents):
+            payment.encode(into: &w)
+            w.appendList(parents) { $1.encode(into: &$0) }
         }
     }
 
@@ -189,6 +196,8 @@ extension Message {
             body = 8 + result.encodedSize
         case let .repairOffer(_, keys), let .repairRequest(_, keys):
             body = 8 + 2 + 32 * keys.count
+        case let .handOver(payment, parents):
+            body = payment.encodedSize + 2 + parents.reduce(0) { $0 + $1.encodedSize }
         }
         return 2 + body
     }
@@ -261,6 +270,12 @@ extension Message {
                 try r.bytes32("repair.key")
             }
             return tag == 10 ? .repairOffer(sequence: sequence, keys: keys) : .repairRequest(sequence: sequence, missing: keys)
+        case 13:
+            let payment = try CertifiedPayment.decode(from: &r, limits: ledger)
+            let parents = try r.list("handOver.parents", limit: ledger.maxInputs) { (r: inout ByteReader) throws(DecodingError) in
+                try CertifiedPayment.decode(from: &r, limits: ledger)
+            }
+            return .handOver(payment, parents: parents)
         default:
             throw .unknownTag(field: "message", value: tag)
         }

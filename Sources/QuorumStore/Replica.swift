@@ -110,8 +110,8 @@ public struct Replica {
             out.send(.repairRequest(sequence: sequence, missing: missing), to: sender)
         case let .repairRequest(sequence, missing):
             repairRequested(sequence: sequence, missing: missing, from: sender, into: &out)
-        case .vote, .reject, .ack, .readReply:
-            return  // replies meant for clients
+        case .vote, .reject, .ack, .readReply, .handOver:
+            return  // meant for clients
         }
     }
 

@@ -1,0 +1,146 @@
+import QuorumCrypto
+import QuorumStore
+
+/// The files a run writes. Everything here is a pure function of the scenario and seed; wall-clock
+/// figures go to `wall.json` only, so results compare byte for byte.
+public struct RunReport {
+    public var throughputCSV: String
+    public var latencyCSV: String
+    public var summaryJSON: String
+    public var payments: Int
+    public var certified: Int
+    public var confirmed: Int
+    public var failed: Int
+    public var events: UInt64
+    public var simulatedTime: UInt64
+    public var p50: UInt64?
+    public var p99: UInt64?
+}
+
+extension Simulator {
+    /// Builds the CSVs and summary. `scenarioHash` identifies the resolved scenario text.
+    public func report(scenarioHash: String, toolVersion: String) -> RunReport {
+        let m = metrics
+        var throughput = "time_s,issued,certified,confirmed,failed,replica_messages,max_group_messages,mean_group_messages_milli\n"
+        for b in 0..<m.issued.count {
+            let loads = m.load[(b * m.loadGroups)..<((b + 1) * m.loadGroups)]
+            let total = loads.reduce(0, +)
+            throughput += "\(UInt64(b) * m.bucket / Time.second),\(m.issued[b]),\(m.certified[b]),\(m.confirmed[b]),\(m.failed[b]),"
+            throughput += "\(total),\(loads.max() ?? 0),\(total * 1000 / m.loadGroups)\n"
+        }
+        var latency = "payment,payer,inputs,outputs,issued_ns,certified_ns,committed_ns,confirmed_ns,status\n"
+        var certifyLatency = [UInt64](), confirmLatency = [UInt64]()
+        var certified = 0, confirmed = 0, failed = 0
+        for (i, r) in records.enumerated() {
+            let status = r.failed ? "failed" : r.confirmed != PaymentRecord.never ? "confirmed"
+                : r.certified != PaymentRecord.never ? "certified" : "pending"
+            if r.certified != PaymentRecord.never { certified += 1; certifyLatency.append(r.certified - r.issued) }
+            if r.confirmed != PaymentRecord.never { confirmed += 1; confirmLatency.append(r.confirmed - r.issued) }
+            if r.failed { failed += 1 }
+            if scenario.outputs.latencyCSV {
+                latency += "\(i),\(r.payer),\(r.inputs),\(r.outputs),\(r.issued),\(field(r.certified)),\(field(r.committed)),\(field(r.confirmed)),\(status)\n"
+            }
+        }
+        certifyLatency.sort()
+        confirmLatency.sort()
+        let network = networkStats
+        var json = JSONObject()
+        json.add("tool_version", string: toolVersion)
+        json.add("scenario", string: scenario.name)
+        json.add("scenario_hash", string: scenarioHash)
+        json.add("seed", scenario.seed)
+        json.add("simulated_ns", endTime)
+        json.add("events", events)
+        json.add("replicas", replicaCountForReport)
+        json.add("principals", scenario.workload.principals)
+        json.add("payments_issued", records.count)
+        json.add("payments_certified", certified)
+        json.add("payments_confirmed", confirmed)
+        json.add("payments_failed", failed)
+        json.add("payments_skipped", metrics.skipped)
+        json.add("rejected_at_payee", metrics.rejectedAtPayee)
+        json.add("replica_rejects", replicaRejects)
+        json.add(raw: "certified_per_s", fixed(UInt64(certified) * Time.second, max(1, scenario.duration), 3))
+        json.add(raw: "certify_latency_ms", percentiles(certifyLatency))
+        json.add(raw: "confirm_latency_ms", percentiles(confirmLatency))
+        var byKind = JSONObject()
+        for (i, kind) in Message.kinds.enumerated() {
+            var entry = JSONObject()
+            entry.add("messages", metrics.messages[i])
+            entry.add("bytes", metrics.bytes[i])
+            byKind.add(raw: kind, entry.text(indent: 2))
+        }
+        json.add(raw: "messages_by_kind", byKind.text(indent: 1))
+        json.add("messages_total", metrics.messages.reduce(0, +))
+        json.add("bytes_total", metrics.bytes.reduce(0, +))
+        json.add("messages_lost", network.lost)
+        json.add("messages_partitioned", network.cut)
+        json.add("messages_duplicated", network.duplicated)
+        return RunReport(throughputCSV: throughput, latencyCSV: latency, summaryJSON: json.text(indent: 0) + "\n",
+                         payments: records.count, certified: certified, confirmed: confirmed, failed: failed,
+                         events: events, simulatedTime: endTime,
+                         p50: quantile(confirmLatency, 500), p99: quantile(confirmLatency, 990))
+    }
+
+    var replicaCountForReport: Int { scenario.topology.replicaCount }
+
+    private func field(_ t: UInt64) -> String { t == PaymentRecord.never ? "" : "\(t)" }
+
+    private func percentiles(_ sorted: [UInt64]) -> String {
+        var o = JSONObject()
+        for (name, permille) in [("p50", 500), ("p90", 900), ("p99", 990), ("p999", 999)] {
+            o.add(raw: name, quantile(sorted, permille).map { fixed($0, Time.millisecond, 3) } ?? "null")
+        }
+        o.add(raw: "max", sorted.last.map { fixed($0, Time.millisecond, 3) } ?? "null")
+        o.add("count", sorted.count)
+        return o.text(indent: 1)
+    }
+}
+
+/// Nearest-rank quantile of sorted integers (`permille` / 1000).
+func quantile(_ sorted: [UInt64], _ permille: Int) -> UInt64? {
+    guard !sorted.isEmpty else { return nil }
+    let rank = (sorted.count * permille + 999) / 1000
+    return sorted[max(0, min(sorted.count - 1, rank - 1))]
+}
+
+/// `num / den` printed with `decimals` decimals using integer arithmetic only.
+public func fixed(_ num: UInt64, _ den: UInt64, _ decimals: Int) -> String {
+    var scale: UInt64 = 1
+    for _ in 0..<decimals { scale *= 10 }
+    let scaled = num.multipliedFullWidth(by: scale)
+    let (q, _) = den.dividingFullWidth(scaled.high < den ? scaled : (high: 0, low: UInt64.max))
+    let whole = q / scale, frac = q % scale
+    guard decimals > 0 else { return "\(whole)" }
+    let digits = String(frac)
+    return "\(whole)." + String(repeating: "0", count: decimals - digits.count) + digits
+}
+
+/// A tiny JSON writer with fields in insertion order (deterministic output, no Foundation).
+struct JSONObject {
+    private var fields: [(String, String)] = []
+
+    mutating func add(_ key: String, _ value: some BinaryInteger) { fields.append((key, "\(value)")) }
+    mutating func add(_ key: String, string: String) { fields.append((key, JSONObject.quote(string))) }
+    mutating func add(raw key: String, _ value: String) { fields.append((key, value)) }
+
+    func text(indent: Int) -> String {
+        let pad = String(repeating: "  ", count: indent + 1)
+        let body = fields.map { "\(pad)\(JSONObject.quote($0.0)): \($0.1)" }.joined(separator: ",\n")
+        return "{\n" + body + "\n" + String(repeating: "  ", count: indent) + "}"
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default:
+                if u.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out + "\""
+    }
+}

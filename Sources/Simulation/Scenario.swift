@@ -1,0 +1,145 @@
+import QuorumStore
+
+/// A simulation scenario: topology + network + workload + protocol + crypto + faults + outputs,
+/// each its own section (FoundationDB-style composition). Every field has a default; times are
+/// integer nanoseconds inside, written in the file with their unit in the key (`_ms`, `_s`).
+public struct Scenario: Sendable, Equatable {
+    public var name = "unnamed"
+    /// Root of all randomness in the run; every component derives its own stream from it.
+    public var seed: UInt64 = 1
+    /// Payments are issued during [0, duration).
+    public var duration: UInt64 = 10 * Time.second
+    /// After `duration`, the run continues at most this long for in-flight payments to finish.
+    public var drain: UInt64 = 30 * Time.second
+    public var topology = Topology()
+    public var network = NetworkSettings()
+    public var workload = Workload()
+    public var protocolSettings = ProtocolSettings()
+    public var crypto = CryptoSettings()
+    public var outputs = OutputSettings()
+
+    public init() {}
+
+    public struct Topology: Sendable, Equatable {
+        /// Number of replica groups (shards) in `partitioned` mode.
+        public var groups = 4
+        /// Replicas per group.
+        public var n = 4
+        /// Byzantine replicas tolerated per group (n ≥ 3f+1).
+        public var f = 1
+        public var assignment: AssignmentMode = .partitioned
+        /// Total replicas in `random-group` mode (0: groups × n).
+        public var replicas = 0
+
+        public var replicaCount: Int { assignment == .randomGroup && replicas > 0 ? replicas : groups * n }
+    }
+
+    public enum Latency: Sendable, Equatable {
+        case constant(UInt64)
+        case uniform(min: UInt64, max: UInt64)
+        /// Normal, truncated at 0.
+        case normal(mean: UInt64, stddev: UInt64)
+        /// exp(N(mu, sigma)) milliseconds.
+        case logNormal(mu: Double, sigma: Double)
+        /// One-way delay between regions (ns), plus uniform jitter in [0, jitter].
+        case regions(names: [String], matrix: [[UInt64]], jitter: UInt64)
+    }
+
+    /// Nodes on opposite sides cannot exchange messages during [start, heal).
+    public struct Partition: Sendable, Equatable {
+        public var start: UInt64
+        public var heal: UInt64
+        /// Replica ids on one side; everything else (other replicas, all principals) on the other.
+        public var isolated: [Int]
+    }
+
+    public struct NetworkSettings: Sendable, Equatable {
+        public var latency: Latency = .constant(10 * Time.millisecond)
+        public var loss = 0.0
+        public var duplicate = 0.0
+        /// Probability a message is held back by up to `reorderDelay` extra.
+        public var reorder = 0.0
+        public var reorderDelay: UInt64 = 5 * Time.millisecond
+        /// Uplink bytes per second per node (0: unlimited).
+        public var bandwidth: UInt64 = 0
+        public var partitions: [Partition] = []
+    }
+
+    public enum Arrival: String, Sendable, Equatable, CaseIterable {
+        /// Poisson arrivals at `rate` payments per second over all principals.
+        case open
+        /// Each principal keeps `inFlight` payments outstanding.
+        case closed
+    }
+
+    public enum Recipients: Sendable, Equatable {
+        case uniform
+        /// Zipf with exponent s over principal indices (index 0 most popular).
+        case zipf(Double)
+    }
+
+    public struct Workload: Sendable, Equatable {
+        public var principals = 100
+        /// Genesis coins per principal.
+        public var coins = 4
+        /// Amount of each genesis coin.
+        public var coinAmount: UInt64 = 1_000_000
+        public var arrival: Arrival = .open
+        /// Offered payments per second (open loop).
+        public var rate = 200.0
+        /// Payments outstanding per principal (closed loop).
+        public var inFlight = 1
+        public var recipients: Recipients = .uniform
+        /// Inputs per payment (the wallet spends at least this many coins when it has them).
+        public var inputs = 1
+        /// Payees per payment (a change output may be added).
+        public var outputs = 1
+        /// Each payee receives an amount uniform in 1…maxAmount.
+        public var maxAmount: UInt64 = 100
+        public var fee: UInt64 = 0
+        /// Stop issuing after this many payments (0: no limit).
+        public var payments = 0
+    }
+
+    public struct ProtocolSettings: Sendable, Equatable {
+        public var variant: WriteVariant = .perRecord
+        public var validation: ValidationMode = .certificate
+        /// Writers and readers re-send to silent replicas this often.
+        public var retry: UInt64 = 500 * Time.millisecond
+        /// Replica repair round (0: off).
+        public var repair: UInt64 = 200 * Time.millisecond
+        public var networkId: UInt32 = 1
+        public var epoch: UInt32 = 1
+    }
+
+    public enum CryptoMode: String, Sendable, Equatable, CaseIterable {
+        /// Real Ed25519 and BLAKE2b through libsodium.
+        case real
+    }
+
+    /// Simulated CPU: each node handles one message at a time and is busy for the cost of what it
+    /// did. Defaults are this machine's measured libsodium rates.
+    public struct CryptoSettings: Sendable, Equatable {
+        public var mode: CryptoMode = .real
+        public var signCost: UInt64 = 33 * Time.microsecond
+        public var verifyCost: UInt64 = 55 * Time.microsecond
+        /// Per byte of message handled (decoding and hashing; BLAKE2b ≈ 1.6 ns/byte).
+        public var byteCost: UInt64 = 2
+        /// Fixed cost per message handled.
+        public var messageCost: UInt64 = 2 * Time.microsecond
+    }
+
+    public struct OutputSettings: Sendable, Equatable {
+        /// Width of a throughput.csv row.
+        public var bucket: UInt64 = Time.second
+        /// Write latency.csv (one row per payment).
+        public var latencyCSV = true
+    }
+}
+
+/// Time units in nanoseconds.
+public enum Time {
+    public static let microsecond: UInt64 = 1_000
+    public static let millisecond: UInt64 = 1_000_000
+    public static let second: UInt64 = 1_000_000_000
+}

@@ -1,0 +1,122 @@
+import QuorumCrypto
+import QuorumLedger
+import QuorumStore
+
+/// What the event queue holds. Enum-typed (no closures) so dispatch is a switch.
+enum Event {
+    case deliver(from: NodeID, to: NodeID, message: Message)
+    case timer(node: NodeID, token: UInt64)
+    /// A node's CPU finished its current message; take the next from its inbox.
+    case cpuFree(node: NodeID)
+    /// Open-loop Poisson arrival.
+    case arrival
+    /// Closed-loop (or deferred) issue by one principal, requested at `requested`.
+    case issue(principal: Int32, requested: UInt64)
+}
+
+/// One node's CPU: busy until some time, with an inbox of messages that arrived meanwhile.
+struct NodeCPU {
+    var busyUntil: UInt64 = 0
+    var inbox: [(from: NodeID, message: Message)] = []
+    var head = 0
+    var wakeScheduled = false
+    var handled = 0
+
+    var isEmpty: Bool { head == inbox.count }
+
+    mutating func push(_ from: NodeID, _ message: Message) { inbox.append((from, message)) }
+
+    mutating func pop() -> (from: NodeID, message: Message)? {
+        guard head < inbox.count else { return nil }
+        let item = inbox[head]
+        head += 1
+        if head == inbox.count {
+            inbox.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head > 1024, head * 2 > inbox.count {
+            inbox.removeFirst(head)
+            head = 0
+        }
+        return item
+    }
+}
+
+/// A payment's life, one row of latency.csv.
+struct PaymentRecord {
+    static let never = UInt64.max
+    var payer: Int32
+    var inputs: UInt8
+    var outputs: UInt8
+    var issued: UInt64
+    var certified = PaymentRecord.never
+    var committed = PaymentRecord.never
+    var confirmed = PaymentRecord.never
+    var payeesPending: Int32
+    var failed = false
+}
+
+struct PrincipalHost {
+    var wallet: Wallet<PaymentProof>
+    var writers: [(token: UInt64, writer: Writer, payment: Int32, parents: [CertifiedPayment])] = []
+    var reader: Reader
+    var nextToken: UInt64 = 1
+    /// Requests waiting for a free slot (open loop), by request time.
+    var deferred: [UInt64] = []
+    var accepted: Set<Digest> = []
+    let meter: CryptoMeter
+}
+
+/// Counters by time bucket and message kind.
+struct Metrics {
+    let bucket: UInt64
+    let loadGroups: Int
+    var issued: [Int] = []
+    var certified: [Int] = []
+    var confirmed: [Int] = []
+    var failed: [Int] = []
+    /// Messages handled per (bucket, load group), flattened.
+    var load: [Int] = []
+    var messages = [Int](repeating: 0, count: Message.kinds.count)
+    var bytes = [Int](repeating: 0, count: Message.kinds.count)
+    var skipped = 0
+    var rejectedAtPayee = 0
+
+    init(bucket: UInt64, loadGroups: Int) {
+        self.bucket = max(1, bucket)
+        self.loadGroups = max(1, loadGroups)
+    }
+
+    mutating func index(_ time: UInt64) -> Int {
+        let i = Int(time / bucket)
+        if i >= issued.count {
+            let grow = i + 1 - issued.count
+            issued += [Int](repeating: 0, count: grow)
+            certified += [Int](repeating: 0, count: grow)
+            confirmed += [Int](repeating: 0, count: grow)
+            failed += [Int](repeating: 0, count: grow)
+            load += [Int](repeating: 0, count: grow * loadGroups)
+        }
+        return i
+    }
+}
+
+extension Message {
+    /// Position of `kind` in `Message.kinds`.
+    var kindIndex: Int {
+        switch self {
+        case .prepareRedeem: return 0
+        case .preparePayment: return 1
+        case .prepareBatch: return 2
+        case .vote: return 3
+        case .reject: return 4
+        case .commit: return 5
+        case .ack: return 6
+        case .read: return 7
+        case .readReply: return 8
+        case .repairOffer: return 9
+        case .repairRequest: return 10
+        case .gossip: return 11
+        case .handOver: return 12
+        }
+    }
+}

@@ -1,0 +1,178 @@
+import ArgumentParser
+import Foundation
+import QuorumCrypto
+import QuorumLedger
+import QuorumStore
+import Simulation
+
+let toolVersion = "0.1.0"
+
+@main
+struct QuorumSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quorumsim",
+        abstract: "Deterministic simulator of QuorumCoin, a cryptocurrency on a Byzantine-safe key-value store.",
+        version: toolVersion,
+        subcommands: [Run.self, ScenarioHelp.self, Bench.self]
+    )
+}
+
+/// Standard error, for banners, progress and errors (results go to files).
+func note(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a scenario file and write throughput.csv, latency.csv, summary.json, scenario.resolved.yaml.")
+
+    @Argument(help: "Scenario YAML file (see `quorumsim scenario --help` for every field).")
+    var scenario: String
+
+    @Option(help: "Override the scenario's seed.")
+    var seed: UInt64?
+
+    @Option(help: "Output folder (default: out/<scenario name>-seed<seed>).")
+    var out: String?
+
+    @Flag(help: "Run twice in this process and compare digests of the whole event trace.")
+    var checkDeterminism = false
+
+    @Flag(help: "No banner or progress on stderr.")
+    var quiet = false
+
+    func run() throws {
+        var scenario = try loadScenario(path: self.scenario)
+        if let seed { scenario.seed = seed }
+        let resolved = ScenarioFile.emit(scenario)
+        let scenarioHash = String(Blake2b.digest(Array(resolved.utf8)).hex.prefix(16))
+        if !quiet { note(banner(scenario, hash: scenarioHash)) }
+
+        if checkDeterminism {
+            try checkTwice(scenario)
+            return
+        }
+        let start = ContinuousClock.now
+        let simulator: Simulator
+        do { simulator = try Simulator(scenario: scenario) } catch {
+            throw ValidationError("cannot build scenario \(self.scenario): \(error)")
+        }
+        let setup = ContinuousClock.now - start
+        let showProgress = !quiet && isatty(STDERR_FILENO) == 1
+        simulator.run { p in
+            guard showProgress else { return }
+            let wall = seconds(ContinuousClock.now - start)
+            let fraction = Double(p.simulatedTime) / Double(max(1, p.horizon))
+            let eta = fraction > 0 ? wall / fraction - wall : 0
+            note(String(format: "\r  sim %.2fs  events %d  %.2fM events/s  payments %d/%d  eta ≤ %.0fs", Double(p.simulatedTime) / 1e9,
+                        p.events, Double(p.events) / max(wall, 1e-9) / 1e6, p.finished, p.issued, eta), terminator: false)
+        }
+        let elapsed = ContinuousClock.now - start
+        if showProgress { note("") }
+        let report = simulator.report(scenarioHash: scenarioHash, toolVersion: toolVersion)
+        let folder = out ?? "out/\(scenario.name)-seed\(scenario.seed)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try write(report.throughputCSV, to: folder, "throughput.csv")
+        if scenario.outputs.latencyCSV { try write(report.latencyCSV, to: folder, "latency.csv") }
+        try write(report.summaryJSON, to: folder, "summary.json")
+        try write(resolved, to: folder, "scenario.resolved.yaml")
+        let wall = seconds(elapsed)
+        let wallJSON = """
+            {
+              "wall_s": \(String(format: "%.3f", wall)),
+              "setup_s": \(String(format: "%.3f", seconds(setup))),
+              "events_per_s": \(Int(Double(report.events) / max(wall, 1e-9))),
+              "confirmed_per_wall_s": \(String(format: "%.1f", Double(report.confirmed) / max(wall, 1e-9))),
+              "peak_rss_mib": \(peakMemoryMiB()),
+              "signature_checks_memoized": \(simulator.verifierHits),
+              "signature_checks_computed": \(simulator.verifierMisses)
+            }
+
+            """
+        try write(wallJSON, to: folder, "wall.json")
+        let p50 = report.p50.map { fixed($0, Time.millisecond, 1) + " ms" } ?? "n/a"
+        let p99 = report.p99.map { fixed($0, Time.millisecond, 1) + " ms" } ?? "n/a"
+        print("\(scenario.name) seed \(scenario.seed): \(report.payments) issued, \(report.certified) certified, "
+              + "\(report.confirmed) confirmed, \(report.failed) failed; confirm latency p50 \(p50), p99 \(p99); "
+              + "\(report.events) events in \(String(format: "%.2f", wall)) s wall "
+              + "(\(Int(Double(report.events) / max(wall, 1e-9))) events/s, \(String(format: "%.0f", Double(report.confirmed) / max(wall, 1e-9))) payments/s); "
+              + "results in \(folder)/")
+    }
+
+    private func checkTwice(_ scenario: Scenario) throws {
+        var digests = [[(time: UInt64, digest: UInt64)]]()
+        for _ in 0..<2 {
+            let simulator = try Simulator(scenario: scenario, traceEvery: 1024)
+            simulator.run()
+            digests.append(simulator.traceCheckpoints + [(simulator.traceCheckpoints.last?.time ?? 0, simulator.traceDigest)])
+        }
+        if let i = zip(digests[0], digests[1]).enumerated().first(where: { $0.element.0.digest != $0.element.1.digest })?.offset {
+            let earlier = i == 0 ? 0 : digests[0][i - 1].time
+            print("NOT deterministic: traces diverge between simulated t = \(earlier) ns and \(digests[0][i].time) ns "
+                  + "(checkpoint \(i), every 1024 events). Replay: quorumsim run --seed \(scenario.seed) \(self.scenario)")
+            throw ExitCode(1)
+        }
+        guard digests[0].count == digests[1].count else {
+            print("NOT deterministic: runs processed a different number of events")
+            throw ExitCode(1)
+        }
+        print("deterministic: two runs, identical trace digest \(String(digests[0].last?.digest ?? 0, radix: 16)) "
+              + "over \(digests[0].count) checkpoints")
+    }
+}
+
+func loadScenario(path: String) throws -> Scenario {
+    guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        throw ValidationError("cannot read scenario file \(path)")
+    }
+    do { return try ScenarioFile(file: path).parse(text) } catch { throw ValidationError(error.description) }
+}
+
+func banner(_ s: Scenario, hash: String) -> String {
+    let t = s.topology, w = s.workload, p = s.protocolSettings
+    let load = w.arrival == .open ? "open loop \(w.rate)/s" : "closed loop, \(w.inFlight) in flight each"
+    return "quorumsim \(toolVersion) · \(s.name) · seed \(s.seed) · scenario \(hash)\n"
+        + "  \(t.replicaCount) replicas (\(t.assignment.rawValue), n=\(t.n) f=\(t.f)) · \(w.principals) principals · \(load)\n"
+        + "  \(p.variant.rawValue) writes · \(p.validation.rawValue) validation · \(s.crypto.mode.rawValue) crypto · "
+        + "\(Double(s.duration) / 1e9) s issuing + ≤ \(Double(s.drain) / 1e9) s drain"
+}
+
+func write(_ text: String, to folder: String, _ name: String) throws {
+    try text.write(toFile: folder + "/" + name, atomically: true, encoding: .utf8)
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+func note(_ text: String, terminator: Bool) {
+    FileHandle.standardError.write(Data((text + (terminator ? "\n" : "")).utf8))
+}
+
+/// Peak resident memory of this process (Linux VmHWM), in MiB.
+func peakMemoryMiB() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        return kb / 1024
+    }
+    return 0
+}
+
+struct ScenarioHelp: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scenario",
+        abstract: "Print every scenario field with its default and meaning (markdown).")
+
+    func run() {
+        print(ScenarioDocs.markdown())
+    }
+}
+
+enum ScenarioDocs {
+    static func markdown() -> String {
+        var text = "| field | default | meaning |\n|---|---|---|\n"
+        for f in ScenarioFields.all { text += "| `\(f.path)` | `\(f.default)` | \(f.doc) |\n" }
+        return text
+    }
+}
