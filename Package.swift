@@ -41,6 +41,7 @@ let package = Package(
         .testTarget(name: "QuorumCryptoTests", dependencies: ["QuorumCrypto"]),
         .testTarget(name: "QuorumLedgerTests", dependencies: ["QuorumLedger"]),
         .testTarget(name: "QuorumStoreTests", dependencies: ["QuorumStore"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation"]),
+        // Depends on the executable so `swift test` builds it: determinism is checked across processes.
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "QuorumStore", "quorumsim"]),
     ]
 )

@@ -245,6 +245,10 @@ public final class Simulator {
             let p = i - replicaCount
             if token == 0 {
                 principals[p].reader.timerFired(token: 0, now: now, into: &out)
+            } else if token == Simulator.handOverTimer {
+                principals[p].handOverTimerArmed = false
+                for h in principals[p].handOvers { out.send(h.message, to: self.node(ofPrincipal: h.payee)) }
+                armHandOverTimer(p)
             } else if let w = principals[p].writers.firstIndex(where: { $0.token == token }) {
                 principals[p].writers[w].writer.timerFired(token: token, now: now, into: &out)
             }
@@ -266,6 +270,10 @@ public final class Simulator {
                 principals[p].writers[w].writer.receive(message, from: from, now: now, into: &out)
             }
             writerProgress(p)
+        case let .ack(key) where Int(from.raw) >= replicaCount:
+            // A payee confirms a hand-over.
+            let payee = Int(from.raw) - replicaCount
+            principals[p].handOvers.removeAll { $0.payee == payee && $0.key == key }
         case .ack:
             for w in principals[p].writers.indices {
                 principals[p].writers[w].writer.receive(message, from: from, now: now, into: &out)
@@ -275,7 +283,10 @@ public final class Simulator {
         case .readReply:
             readerDone(p, principals[p].reader.receive(message, from: from, now: now, into: &out))
         case let .handOver(payment, parents):
-            guard !principals[p].accepted.contains(payment.key) else { return }
+            guard !principals[p].accepted.contains(payment.key) else {
+                out.send(.ack(payment.key), to: from)
+                return
+            }
             readerDone(p, principals[p].reader.validate(payment, parents: parents, now: now, into: &out))
         default:
             return
@@ -289,6 +300,7 @@ public final class Simulator {
             case let .success(certified):
                 guard principals[p].accepted.insert(key).inserted else { continue }
                 principals[p].wallet.receive(certified.payment, proof: certified.proof)
+                out.send(.ack(key), to: node(ofPrincipal: Int(records[Int(index)].payer)))
                 records[Int(index)].payeesPending -= 1
                 if records[Int(index)].payeesPending == 0 {
                     records[Int(index)].confirmed = now
@@ -322,9 +334,12 @@ public final class Simulator {
                 for output in certified.payment.outputs where output.owner != me {
                     if let payee = principalIndex[output.owner], !payees.contains(payee) { payees.append(payee) }
                 }
+                let handOver = Message.handOver(certified, parents: slot.parents)
                 for payee in payees {
-                    out.send(.handOver(certified, parents: slot.parents), to: node(ofPrincipal: payee))
+                    out.send(handOver, to: node(ofPrincipal: payee))
+                    principals[p].handOvers.append((payee, certified.key, handOver))
                 }
+                armHandOverTimer(p)
                 if payees.isEmpty {
                     records[index].confirmed = now
                     metrics.confirmed[metrics.index(now)] += 1
@@ -340,6 +355,15 @@ public final class Simulator {
                 slotFreed(p)
             }
         }
+    }
+
+    /// Token of a principal's hand-over retry timer (writers use 1, 2, ...; the reader 0).
+    static let handOverTimer = UInt64.max
+
+    private func armHandOverTimer(_ p: Int) {
+        guard !principals[p].handOverTimerArmed, !principals[p].handOvers.isEmpty else { return }
+        principals[p].handOverTimerArmed = true
+        out.setTimer(at: now &+ scenario.protocolSettings.retry, token: Simulator.handOverTimer)
     }
 
     private func markCertified(_ index: Int, _ certified: CertifiedPayment) {

@@ -63,6 +63,9 @@ struct PrincipalHost {
     /// Requests waiting for a free slot (open loop), by request time.
     var deferred: [UInt64] = []
     var accepted: Set<Digest> = []
+    /// Hand-overs not yet acknowledged by their payee, re-sent on the retry timer.
+    var handOvers: [(payee: Int, key: Digest, message: Message)] = []
+    var handOverTimerArmed = false
     let meter: CryptoMeter
 }
 

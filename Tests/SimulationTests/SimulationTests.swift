@@ -1,0 +1,192 @@
+import Foundation
+import Testing
+import QuorumCrypto
+import QuorumStore
+@testable import Simulation
+
+/// The package root, found from this file's path.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// A scenario small enough for a debug build.
+let tinyYAML = """
+    name: tiny
+    seed: 3
+    duration_s: 1
+    drain_s: 10
+    topology: {groups: 2, n: 4, f: 1}
+    network:
+      latency: {model: normal, mean_ms: 10, stddev_ms: 3}
+      loss: 0.01
+      duplicate: 0.01
+      reorder: 0.05
+    workload: {principals: 20, rate: 40, inputs: 2, outputs: 2}
+    """
+
+func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
+    var s = try ScenarioFile(file: "tiny.yaml").parse(tinyYAML)
+    edit(&s)
+    return s
+}
+
+@Suite struct EngineTests {
+    @Test func queueOrdersByTimeThenSchedulingOrder() {
+        var q = EventQueue<Int>(reserving: 4)
+        var rng = DeterministicRandom(seed: 5, stream: "queue")
+        var pushed = [(UInt64, Int)]()
+        for i in 0..<5000 {
+            let t = rng.uniform(below: UInt64(300))
+            q.push(i, at: t)
+            pushed.append((t, i))
+            if i % 7 == 0, let popped = q.pop() {
+                // Compare against a stable sort of what is still pending.
+                let expected = pushed.enumerated().sorted { ($0.element.0, $0.offset) < ($1.element.0, $1.offset) }.first!
+                #expect(popped.time == expected.element.0 && popped.payload == expected.element.1)
+                pushed.remove(at: expected.offset)
+            }
+        }
+        var last: (UInt64, Int) = (0, -1)
+        let remaining = pushed.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
+        for expected in remaining {
+            guard let (time, payload) = q.pop() else { Issue.record("queue ran dry"); return }
+            #expect(time == expected.0 && payload == expected.1)
+            #expect((time, payload) > last)
+            last = (time, payload)
+        }
+        #expect(q.isEmpty)
+    }
+
+    @Test func deterministicMathMatchesLibm() {
+        for i in 1..<2000 {
+            let x = Double(i) * 0.013 - 13
+            #expect(abs(DeterministicMath.exp(x) - Foundation.exp(x)) <= 1e-13 * Foundation.exp(x))
+            let y = Double(i) * 0.37
+            #expect(abs(DeterministicMath.log(y) - Foundation.log(y)) <= 1e-13 * max(1, abs(Foundation.log(y))))
+        }
+        #expect(fixed(1_500_000, 1_000_000, 3) == "1.500" && fixed(7, 3, 2) == "2.33" && fixed(5, 1, 0) == "5")
+        #expect(decimal("0.5", unit: Time.second) == 500_000_000 && decimal("1_000", unit: 1) == 1000)
+        #expect(decimal("1.", unit: 1) == nil && decimal("-1", unit: 1) == nil && decimal("x", unit: 1) == nil)
+    }
+
+    @Test func partitionsCutUntilHealAndLossDrops() {
+        var settings = Scenario.NetworkSettings()
+        settings.partitions = [Scenario.Partition(start: 0, heal: 100, isolated: [1])]
+        var net = Network(settings: settings, replicaCount: 4, principalCount: 2, seed: 1)
+        #expect(net.deliveries(from: NodeID(raw: 1), to: NodeID(raw: 2), size: 10, at: 50) == nil)
+        #expect(net.deliveries(from: NodeID(raw: 0), to: NodeID(raw: 2), size: 10, at: 50) != nil)
+        #expect(net.deliveries(from: NodeID(raw: 1), to: NodeID(raw: 2), size: 10, at: 100) != nil)
+        settings = Scenario.NetworkSettings()
+        settings.loss = 0.25
+        settings.bandwidth = 1_000_000
+        net = Network(settings: settings, replicaCount: 4, principalCount: 2, seed: 1)
+        var delivered = 0
+        for i in 0..<4000 where net.deliveries(from: NodeID(raw: 0), to: NodeID(raw: 1), size: 1000, at: UInt64(i)) != nil {
+            delivered += 1
+        }
+        #expect(delivered > 2800 && delivered < 3200 && net.lost == 4000 - delivered)
+    }
+}
+
+@Suite struct RunTests {
+    @Test(arguments: [("per-record", "certificate"), ("batched", "closure"), ("batched", "certificate")])
+    func smallRunConfirmsEveryPayment(_ variant: String, _ validation: String) throws {
+        let scenario = try tiny {
+            $0.protocolSettings.variant = .init(rawValue: variant) ?? .perRecord
+            $0.protocolSettings.validation = .init(rawValue: validation) ?? .certificate
+        }
+        let sim = try Simulator(scenario: scenario)
+        sim.run()
+        let report = sim.report(scenarioHash: "x", toolVersion: "test")
+        #expect(report.payments > 20)
+        #expect(report.confirmed == report.payments, "\(report.summaryJSON)")
+        #expect(report.failed == 0)
+        #expect(report.latencyCSV.split(separator: "\n").count == report.payments + 1)
+    }
+
+    @Test func sameSeedSameBytesInProcessDifferentSeedDiffers() throws {
+        func once(_ seed: UInt64) throws -> (RunReport, UInt64) {
+            let sim = try Simulator(scenario: try tiny { $0.seed = seed }, traceEvery: 512)
+            sim.run()
+            return (sim.report(scenarioHash: "x", toolVersion: "t"), sim.traceDigest)
+        }
+        let (a, da) = try once(3), (b, db) = try once(3), (c, dc) = try once(4)
+        #expect(a.throughputCSV == b.throughputCSV && a.latencyCSV == b.latencyCSV && a.summaryJSON == b.summaryJSON && da == db)
+        #expect(a.latencyCSV != c.latencyCSV && da != dc)
+    }
+
+    /// Two separate processes (so Swift's per-process hash seeds differ, and any Dictionary or Set
+    /// order that leaked into results would show) write byte-identical files.
+    @Test func separateProcessesWriteIdenticalFiles() throws {
+        let binary = packageRoot.appendingPathComponent(".build/debug/quorumsim")
+        let built = FileManager.default.isExecutableFile(atPath: binary.path)
+        #expect(built, "swift test builds quorumsim (SimulationTests depends on it)")
+        guard built else { return }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qc-determinism-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("tiny.yaml")
+        try tinyYAML.write(to: file, atomically: true, encoding: .utf8)
+        for run in ["a", "b"] {
+            let p = Process()
+            p.executableURL = binary
+            p.arguments = ["run", file.path, "--out", dir.appendingPathComponent(run).path, "--quiet"]
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+        }
+        for name in ["throughput.csv", "latency.csv", "summary.json", "scenario.resolved.yaml"] {
+            let a = try Data(contentsOf: dir.appendingPathComponent("a/\(name)"))
+            let b = try Data(contentsOf: dir.appendingPathComponent("b/\(name)"))
+            #expect(a == b && !a.isEmpty, "\(name) differs between processes")
+        }
+        // The resolved scenario alone reproduces the run.
+        let resolved = try String(contentsOf: dir.appendingPathComponent("a/scenario.resolved.yaml"), encoding: .utf8)
+        #expect(try ScenarioFile(file: "resolved").parse(resolved) == (try tiny()))
+    }
+}
+
+@Suite struct ScenarioFileTests {
+    func error(_ yaml: String) -> String {
+        do {
+            _ = try ScenarioFile(file: "bad.yaml").parse(yaml)
+            return "no error"
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func badFilesNameFileFieldAndExpectedForm() {
+        #expect(error("topology:\n  grups: 4\n") == "bad.yaml:2: field 'topology.grups': expected a known field (see `quorumsim scenario --help`); 'grups' is not one")
+        #expect(error("workload:\n  principals: -5\n") == "bad.yaml:2: field 'workload.principals': expected an integer in 1…10000000")
+        #expect(error("workload:\n  coin_amount: -1\n") == "bad.yaml:2: field 'workload.coin_amount': expected an unsigned integer (0 … 18446744073709551615)")
+        #expect(error("topology:\n  n: 3\n  f: 1\n").hasPrefix("bad.yaml:2: field 'topology.n': expected n ≥ 3f+1"))
+        #expect(error("protocol:\n  variant: fast\n") == "bad.yaml:2: field 'protocol.variant': expected one of per-record, batched")
+        #expect(error("duration_s: soon\n") == "bad.yaml:1: field 'duration_s': expected a non-negative number (decimals allowed)")
+        #expect(error("network:\n  latency: {model: uniform, min_ms: 9, max_ms: 3}\n").contains("'network.latency.max_ms': expected max_ms ≥ min_ms"))
+        #expect(error("network:\n  loss: 1.5\n").contains("'network.loss': expected a number in 0.0…1.0"))
+        #expect(error("faults: [crash]\n").contains("'faults'"))
+        #expect(error("[1, 2]\n").contains("expected a mapping of sections"))
+        #expect(error("a: [\n").hasPrefix("bad.yaml: field '(top level)': expected valid YAML"))
+    }
+
+    /// Every shipped scenario parses, and its resolved form parses back to the same scenario.
+    @Test func shippedScenariosParseAndRoundTrip() throws {
+        let folder = packageRoot.appendingPathComponent("scenarios")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files.count >= 4)
+        for name in files {
+            let text = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
+            let scenario = try ScenarioFile(file: name).parse(text)
+            let again = try ScenarioFile(file: "resolved").parse(ScenarioFile.emit(scenario))
+            #expect(again == scenario, "\(name)")
+        }
+    }
+
+    /// The field table documents every key the parser accepts, and scenarios/README.md lists them.
+    @Test func everyFieldIsDocumented() throws {
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("scenarios/README.md"), encoding: .utf8)
+        for field in ScenarioFields.all {
+            #expect(readme.contains("`\(field.path)`"), "scenarios/README.md lacks \(field.path)")
+        }
+    }
+}
