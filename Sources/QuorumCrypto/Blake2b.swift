@@ -40,7 +40,7 @@ public enum Blake2b {
         var out = Digest.zero
         withUnsafeMutableBytes(of: &out.storage) { o in
             data.withUnsafeBufferPointer { d in
-                _ = crypto_generichash(o.baseAddress!.assumingMemoryBound(to: UInt8.self), 32,
+                _ = crypto_generichash(o.mutableBytePointer, 32,
                                        d.baseAddress, UInt64(d.count), nil, 0)
             }
         }

@@ -19,7 +19,7 @@ public struct Ed25519KeyPair: Signer {
         var pk = [UInt8](repeating: 0, count: 32)
         var sk = [UInt8](repeating: 0, count: 64)
         seed.withUnsafeBytes { s in
-            _ = crypto_sign_seed_keypair(&pk, &sk, s.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            _ = crypto_sign_seed_keypair(&pk, &sk, s.bytePointer)
         }
         // Lengths are fixed above, so this cannot throw.
         self.publicKey = PublicKey(raw: (try? Bytes32(pk)) ?? .zero)
@@ -29,7 +29,7 @@ public struct Ed25519KeyPair: Signer {
     public func sign(_ message: [UInt8]) -> Signature {
         var sig = (Bytes32.zero, Bytes32.zero)
         withUnsafeMutableBytes(of: &sig) { out in
-            _ = crypto_sign_detached(out.baseAddress!.assumingMemoryBound(to: UInt8.self), nil,
+            _ = crypto_sign_detached(out.mutableBytePointer, nil,
                                      message, UInt64(message.count), secretKey)
         }
         return Signature(r: sig.0, s: sig.1)
@@ -48,7 +48,7 @@ extension PublicKey {
     /// Whether this key is a canonical point of prime order (not small order).
     public var isValidPoint: Bool {
         Sodium.ensureReady()
-        return raw.withUnsafeBytes { crypto_core_ed25519_is_valid_point($0.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 }
+        return raw.withUnsafeBytes { crypto_core_ed25519_is_valid_point($0.bytePointer) == 1 }
     }
 }
 
@@ -69,9 +69,9 @@ public final class Ed25519Verifier: SignatureVerifier {
         var sig = (signature.r, signature.s)
         return withUnsafeBytes(of: &sig) { s in
             key.raw.withUnsafeBytes { k in
-                crypto_sign_verify_detached(s.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                crypto_sign_verify_detached(s.bytePointer,
                                             message, UInt64(message.count),
-                                            k.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
+                                            k.bytePointer) == 0
             }
         }
     }

@@ -63,7 +63,7 @@ struct Network {
         case let .constant(c):
             d = c
         case let .uniform(lo, hi):
-            d = lo &+ rng.uniform(below: hi - lo + 1)
+            d = lo &+ rng.uniform(below: (hi - lo) &+ 1)
         case let .normal(mean, stddev):
             let x = Double(mean) + Double(stddev) * rng.standardNormal()
             d = x <= 0 ? 0 : UInt64(x)

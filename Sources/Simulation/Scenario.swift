@@ -121,8 +121,8 @@ public struct Scenario: Sendable, Equatable {
     /// did. Defaults are this machine's measured libsodium rates.
     public struct CryptoSettings: Sendable, Equatable {
         public var mode: CryptoMode = .real
-        public var signCost: UInt64 = 33 * Time.microsecond
-        public var verifyCost: UInt64 = 55 * Time.microsecond
+        public var signCost: UInt64 = 20 * Time.microsecond
+        public var verifyCost: UInt64 = 65 * Time.microsecond
         /// Per byte of message handled (decoding and hashing; BLAKE2b ≈ 1.6 ns/byte).
         public var byteCost: UInt64 = 2
         /// Fixed cost per message handled.
