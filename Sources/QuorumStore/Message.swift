@@ -344,6 +344,14 @@ extension CertifiedRedeem {
 }
 
 extension StoredRecord {
+    /// The canonical encoding of this record with its proof (the form `Message` carries).
+    public func encodeRecord(into w: inout ByteWriter) { encode(into: &w) }
+
+    /// Decodes one record with its proof (the inverse of `encodeRecord`).
+    public static func decodeRecord(_ bytes: [UInt8], limits: LedgerLimits = .standard) throws(DecodingError) -> StoredRecord {
+        try bytes.decode { (r: inout ByteReader) throws(DecodingError) in try decode(from: &r, limits: limits) }
+    }
+
     var encodedSize: Int {
         switch self {
         case let .payment(p): return 1 + p.encodedSize

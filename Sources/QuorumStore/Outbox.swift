@@ -26,6 +26,11 @@ public struct Outbox: Sendable {
         timers.append(Timer(at: time, token: token))
     }
 
+    /// Drops queued messages (a host's fault layer uses this to model a crash mid-send).
+    public mutating func removeMessages(where drop: (NodeID, Message) -> Bool) {
+        messages.removeAll { drop($0.to, $0.message) }
+    }
+
     public var isEmpty: Bool { messages.isEmpty && timers.isEmpty }
 
     public mutating func removeAll() {

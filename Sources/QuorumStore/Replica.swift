@@ -32,6 +32,16 @@ public struct Replica {
         public internal(set) var store: [Digest: StoredRecord] = [:]
 
         public init() {}
+
+        /// What survives a crash of a replica that kept its locks in volatile memory (a fault the
+        /// simulator injects to show why PROTOCOL §4 demands durable locks): certified records stay,
+        /// locks and pending votes are gone.
+        public func losingLocks() -> Durable {
+            var copy = self
+            copy.locks = [:]
+            copy.voted = [:]
+            return copy
+        }
     }
 
     public let id: ReplicaID

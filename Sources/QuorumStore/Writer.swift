@@ -72,6 +72,7 @@ public struct Writer {
     private var rounds: [Round] = []
     private var certifiedRedeems: [CertifiedRedeem] = []
     private var paymentPhase = false
+    private var resumeAtPayment = false
 
     /// - Parameters:
     ///   - parents: the certified parents of the payment's inputs (one per distinct parent key).
@@ -89,6 +90,16 @@ public struct Writer {
         self.group = context.group(of: payment.payer)
     }
 
+    /// A per-record writer that resumes at step 2 (PROTOCOL §3) with redeems already certified,
+    /// as a payer does after recovering from a crash between its writes.
+    public init(payment: Payment, certifiedRedeems: [CertifiedRedeem], parents: [CertifiedPayment],
+                context: ProtocolContext, meter: CryptoMeter, retryInterval: UInt64, timerToken: UInt64 = 0) {
+        self.init(payment: payment, redeems: certifiedRedeems.map(\.redeem), parents: parents, variant: .perRecord,
+                  context: context, meter: meter, retryInterval: retryInterval, timerToken: timerToken)
+        self.certifiedRedeems = certifiedRedeems.sorted { $0.redeem.input < $1.redeem.input }
+        self.resumeAtPayment = true
+    }
+
     public var isFinished: Bool {
         switch status {
         case .committed, .failed: return true
@@ -99,6 +110,8 @@ public struct Writer {
     /// Sends the first Prepares and arms the retry timer.
     public mutating func start(now: UInt64, into out: inout Outbox) {
         switch variant {
+        case .perRecord where resumeAtPayment:
+            startPaymentRound()
         case .perRecord:
             for redeem in redeems {
                 guard let parent = parents.first(where: { $0.payment.key == redeem.input.parentKey }) else { continue }

@@ -1,4 +1,5 @@
 import QuorumCrypto
+import QuorumLedger
 import QuorumStore
 
 /// The files a run writes. Everything here is a pure function of the scenario and seed; wall-clock
@@ -7,6 +8,8 @@ public struct RunReport {
     public var throughputCSV: String
     public var latencyCSV: String
     public var summaryJSON: String
+    public var violationsCSV: String
+    public var violations: [Violation]
     public var payments: Int
     public var certified: Int
     public var confirmed: Int
@@ -31,7 +34,7 @@ extension Simulator {
         var latency = "payment,payer,inputs,outputs,issued_ns,certified_ns,committed_ns,confirmed_ns,status\n"
         var certifyLatency = [UInt64](), confirmLatency = [UInt64]()
         var certified = 0, confirmed = 0, failed = 0
-        for (i, r) in records.enumerated() {
+        for (i, r) in records.enumerated() where r.isHonest {
             let status = r.failed ? "failed" : r.confirmed != PaymentRecord.never ? "confirmed"
                 : r.certified != PaymentRecord.never ? "certified" : "pending"
             if r.certified != PaymentRecord.never { certified += 1; certifyLatency.append(r.certified - r.issued) }
@@ -53,7 +56,8 @@ extension Simulator {
         json.add("events", events)
         json.add("replicas", replicaCountForReport)
         json.add("principals", scenario.workload.principals)
-        json.add("payments_issued", records.count)
+        json.add("payments_issued", records.count { $0.isHonest })
+        json.add("attack_payments", records.count { !$0.isHonest })
         json.add("payments_certified", certified)
         json.add("payments_confirmed", confirmed)
         json.add("payments_failed", failed)
@@ -76,8 +80,35 @@ extension Simulator {
         json.add("messages_lost", network.lost)
         json.add("messages_partitioned", network.cut)
         json.add("messages_duplicated", network.duplicated)
+        var attacks = JSONObject()
+        for (i, a) in Attack.allCases.enumerated() where attacksMounted[i] > 0 { attacks.add(a.rawValue, attacksMounted[i]) }
+        json.add(raw: "attacks_mounted", attacks.text(indent: 1))
+        var faulty = JSONObject()
+        for i in faults.replicas.keys.sorted() { faulty.add(String(i), string: faults.replicas[i]?.behaviour.rawValue ?? "") }
+        json.add(raw: "faulty_replicas", faulty.text(indent: 1))
+        let locked = lockedFunds
+        var lockedJSON = JSONObject()
+        lockedJSON.add("total", Amounts.checkedSum(locked.map(\.amount)) ?? Ledger.maxSupply)
+        lockedJSON.add("payments", locked.count)
+        var byReason = [String: UInt64]()
+        for l in locked { byReason[l.reason, default: 0] &+= l.amount }
+        var reasons = JSONObject()
+        for reason in byReason.keys.sorted() { reasons.add(reason, byReason[reason] ?? 0) }
+        lockedJSON.add(raw: "by_reason", reasons.text(indent: 2))
+        var who = JSONObject()
+        var perPrincipal = [Int: UInt64]()
+        for l in locked { perPrincipal[l.principal, default: 0] &+= l.amount }
+        for p in perPrincipal.keys.sorted().prefix(100) { who.add(String(p), perPrincipal[p] ?? 0) }
+        lockedJSON.add(raw: "by_principal_first_100", who.text(indent: 2))
+        json.add(raw: "locked_funds", lockedJSON.text(indent: 1))
+        var byInvariant = JSONObject()
+        for inv in InvariantNames.all { byInvariant.add(inv, violations.count { $0.invariant == inv }) }
+        json.add(raw: "violations", byInvariant.text(indent: 1))
+        var csv = "invariant,time_ns,detail\n"
+        for v in violations { csv += "\(v.invariant),\(v.time),\"\(v.detail.replacingOccurrences(of: "\"", with: "\"\""))\"\n" }
         return RunReport(throughputCSV: throughput, latencyCSV: latency, summaryJSON: json.text(indent: 0) + "\n",
-                         payments: records.count, certified: certified, confirmed: confirmed, failed: failed,
+                         violationsCSV: csv, violations: violations,
+                         payments: records.count { $0.isHonest }, certified: certified, confirmed: confirmed, failed: failed,
                          events: events, simulatedTime: endTime,
                          p50: quantile(confirmLatency, 500), p99: quantile(confirmLatency, 990))
     }
@@ -142,5 +173,35 @@ struct JSONObject {
             }
         }
         return out + "\""
+    }
+}
+
+/// The invariants of PROTOCOL §7, in order.
+public enum InvariantNames {
+    public static let all = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11",
+                             "L1", "L2", "L3", "L4", "L5", "L6"]
+}
+
+extension Simulator {
+    /// Every certified record seen in the run with its certificate, one per line, for an
+    /// independent checker. Format (documented in the README): a header, the replica directory,
+    /// each principal's group, then `payment|redeem <key hex> <hex of the canonical encoding>`.
+    public func ledgerDump() -> String {
+        var text = "# quorumcoin ledger v1 network_id=\(context.networkId) epoch=\(context.epoch) n=\(context.quorum.n) f=\(context.quorum.f) W=\(context.quorum.writeQuorum) genesis_supply=\(context.genesis.supply)\n"
+        for (i, key) in context.replicaKeys.enumerated() { text += "replica \(i) \(key.raw.hex)\n" }
+        for p in principals {
+            let g = context.group(of: p.wallet.publicKey)
+            text += "group \(p.wallet.publicKey.raw.hex) \(g.id.raw) \(g.members.map(String.init).joined(separator: ","))\n"
+        }
+        for g in context.genesis.payments { text += "genesis \(g.key.hex)\n" }
+        for record in checker.certifiedRecords {
+            var w = ByteWriter(capacity: 512)
+            record.encodeRecord(into: &w)
+            switch record {
+            case .payment: text += "payment \(record.key.hex) \(Hex.encode(w.bytes))\n"
+            case .redeem: text += "redeem \(record.key.hex) \(Hex.encode(w.bytes))\n"
+            }
+        }
+        return text
     }
 }

@@ -17,6 +17,7 @@ public struct Scenario: Sendable, Equatable {
     public var protocolSettings = ProtocolSettings()
     public var crypto = CryptoSettings()
     public var outputs = OutputSettings()
+    public var faults = FaultSettings()
 
     public init() {}
 

@@ -69,7 +69,26 @@ public enum ScenarioFields {
         ("crypto.verify_us", "65", "Simulated CPU per verification (µs; default: measured ≈ 15k verifies/s)."),
         ("crypto.byte_ns", "2", "Simulated CPU per message byte handled (ns)."),
         ("crypto.message_us", "2", "Simulated CPU per message handled (µs)."),
-        ("faults", "[]", "Fault injection (not yet available: must be empty)."),
+        ("faults.replicas", "[]", "List of faulty-replica specs (fields `faults.replicas[].*`). At most one behaviour per replica."),
+        ("faults.replicas[].behaviour", "-", "crash | crash-recover | silent | slow | equivocate | vote-invalid | ack-without-store | read-lie | collude."),
+        ("faults.replicas[].ids", "[]", "Replica ids with this behaviour; if empty, `per_group` or `count` picks them with the seed."),
+        ("faults.replicas[].per_group", "0", "Faulty replicas per shard (partitioned mode), in `groups` or all shards."),
+        ("faults.replicas[].groups", "[]", "Shards `per_group` applies to (empty: all)."),
+        ("faults.replicas[].count", "0", "Faulty replicas picked among all replicas."),
+        ("faults.replicas[].at_s", "0", "crash, crash-recover: when the replica stops."),
+        ("faults.replicas[].recover_s", "0", "crash-recover: when it restarts from its durable state."),
+        ("faults.replicas[].durable_locks", "true", "crash-recover: whether its locks survived (false breaks S1/S10 with f Byzantine)."),
+        ("faults.replicas[].extra_ms", "50", "slow: extra CPU time per message."),
+        ("faults.replicas[].lie", "stale-not-found", "read-lie: stale-not-found | forged-value | other-key | withhold."),
+        ("faults.principals", "[]", "List of Byzantine-principal attacks (fields `faults.principals[].*`)."),
+        ("faults.principals[].attack", "-", "double-spend | reuse-redeem | wrong-group | theft | overspend | overflow | mint | forged-certificate | malformed | replay | crash | crash-no-log."),
+        ("faults.principals[].count", "1", "Principals mounting it, picked with the seed."),
+        ("faults.principals[].principals", "[]", "Principal indices mounting it (overrides count)."),
+        ("faults.principals[].groups", "[]", "Pick the principals among those of these shards."),
+        ("faults.principals[].rate", "1", "Probability that one of their payments is this attack."),
+        ("faults.mutant", "none", "Test-only protocol mutant: none | redeem-without-spender | no-write-back."),
+        ("faults.off_at_s", "0", "Liveness mode: all faults stop at this time (0: never); pending honest payments must then confirm."),
+        ("faults.audit_reads", "0", "Reads per second of random committed keys by random principals (checked by S11 and L2)."),
         ("outputs.bucket_s", "1", "Width of one throughput.csv row in seconds."),
         ("outputs.latency_csv", "true", "Write latency.csv (one row per payment)."),
     ]
@@ -130,11 +149,7 @@ public struct ScenarioFile {
             s.crypto.byteCost = try duration(c, "crypto.byte_ns", key: "byte_ns", unit: 1) ?? d.crypto.byteCost
             s.crypto.messageCost = try duration(c, "crypto.message_us", key: "message_us", unit: Time.microsecond) ?? d.crypto.messageCost
         }
-        if let f = root["faults"] {
-            guard let list = f.sequence, list.isEmpty else {
-                throw fail(f, "faults", "an empty list: fault injection is not available in this version")
-            }
-        }
+        if let f = root["faults"] { s.faults = try faults(f, topology: s.topology, principals: s.workload.principals) }
         if let o = root["outputs"] {
             s.outputs.bucket = try duration(o, "outputs.bucket_s", key: "bucket_s", unit: Time.second) ?? d.outputs.bucket
             s.outputs.latencyCSV = try bool(o, "outputs.latency_csv", "latency_csv") ?? true
@@ -240,6 +255,83 @@ public struct ScenarioFile {
             throw fail(w, "workload.coin_amount", "an amount ≥ 1 whose total over all coins stays ≤ 2^63")
         }
         return s
+    }
+
+    private func faults(_ f: Node, topology: Scenario.Topology, principals: Int) throws(ScenarioError) -> Scenario.FaultSettings {
+        var s = Scenario.FaultSettings()
+        s.mutant = try choice(f, "faults.mutant", "mutant", Mutant.self) ?? .none
+        s.offAt = try duration(f, "faults.off_at_s", key: "off_at_s", unit: Time.second) ?? 0
+        s.auditReads = try number(f, "faults.audit_reads", "audit_reads", min: 0, max: 1e7) ?? 0
+        let replicaCount = topology.replicaCount
+        for (i, item) in try list(f, "replicas", path: "faults.replicas").enumerated() {
+            let path = "faults.replicas[\(i)]"
+            try onlyKeys(item, path, ["behaviour", "ids", "per_group", "groups", "count", "at_s", "recover_s",
+                                      "durable_locks", "extra_ms", "lie"])
+            guard let behaviour = try choice(item, "\(path).behaviour", "behaviour", ReplicaBehaviour.self) else {
+                throw fail(item, "\(path).behaviour", "a behaviour: " + ReplicaBehaviour.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            var spec = Scenario.ReplicaFault(behaviour: behaviour)
+            spec.ids = try integers(item, "\(path).ids", "ids", below: replicaCount)
+            spec.perGroup = try int(item, "\(path).per_group", "per_group", min: 0, max: 255) ?? 0
+            spec.groups = try integers(item, "\(path).groups", "groups", below: topology.groups)
+            spec.count = try int(item, "\(path).count", "count", min: 0, max: replicaCount) ?? 0
+            spec.at = try duration(item, "\(path).at_s", key: "at_s", unit: Time.second) ?? 0
+            spec.recover = try duration(item, "\(path).recover_s", key: "recover_s", unit: Time.second) ?? 0
+            spec.durableLocks = try bool(item, "\(path).durable_locks", "durable_locks") ?? true
+            spec.extraDelay = try duration(item, "\(path).extra_ms", key: "extra_ms", unit: Time.millisecond) ?? spec.extraDelay
+            spec.lie = try choice(item, "\(path).lie", "lie", ReadLie.self) ?? .stale
+            if spec.perGroup > 0, topology.assignment != .partitioned {
+                throw fail(item, "\(path).per_group", "per_group only in partitioned mode (use count)")
+            }
+            if spec.perGroup > topology.n { throw fail(item, "\(path).per_group", "at most n = \(topology.n)") }
+            if spec.ids.isEmpty, spec.perGroup == 0, spec.count == 0 {
+                throw fail(item, path, "ids, per_group or count to say which replicas")
+            }
+            if behaviour == .crashRecover, spec.recover < spec.at {
+                throw fail(item, "\(path).recover_s", "a restart time ≥ at_s")
+            }
+            s.replicas.append(spec)
+        }
+        for (i, item) in try list(f, "principals", path: "faults.principals").enumerated() {
+            let path = "faults.principals[\(i)]"
+            try onlyKeys(item, path, ["attack", "count", "principals", "groups", "rate"])
+            guard let attack = try choice(item, "\(path).attack", "attack", Attack.self) else {
+                throw fail(item, "\(path).attack", "an attack: " + Attack.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            var spec = Scenario.PrincipalAttack(attack: attack)
+            spec.count = try int(item, "\(path).count", "count", min: 0, max: principals) ?? 1
+            spec.principals = try integers(item, "\(path).principals", "principals", below: principals)
+            spec.groups = try integers(item, "\(path).groups", "groups", below: topology.groups)
+            spec.rate = try probability(item, "\(path).rate", "rate") ?? 1
+            s.principals.append(spec)
+        }
+        return s
+    }
+
+    private func list(_ node: Node, _ key: String, path: String) throws(ScenarioError) -> [Node] {
+        guard let v = node[key] else { return [] }
+        guard let items = v.sequence else { throw fail(v, path, "a list") }
+        for (i, item) in items.enumerated() where item.mapping == nil { throw fail(item, "\(path)[\(i)]", "a mapping") }
+        return Array(items)
+    }
+
+    private func onlyKeys(_ node: Node, _ path: String, _ keys: [String]) throws(ScenarioError) {
+        for key in node.mapping?.keys.compactMap(\.string) ?? [] where !keys.contains(key) {
+            throw fail(node, "\(path).\(key)", "one of " + keys.joined(separator: ", ") + " (unknown field)")
+        }
+    }
+
+    private func integers(_ node: Node, _ path: String, _ key: String, below limit: Int) throws(ScenarioError) -> [Int] {
+        guard let v = node[key] else { return [] }
+        guard let items = v.sequence else { throw fail(v, path, "a list of integers in 0…\(limit - 1)") }
+        var values = [Int]()
+        for item in items {
+            guard let text = item.scalar?.string, let x = Int(text), x >= 0, x < limit else {
+                throw fail(item, path, "a list of integers in 0…\(limit - 1)")
+            }
+            values.append(x)
+        }
+        return values
     }
 
     // MARK: Field access
@@ -407,8 +499,33 @@ extension ScenarioFile {
         let c = s.crypto
         y += "crypto:\n  mode: \(c.mode.rawValue)\n  sign_us: \(d(c.signCost, Time.microsecond))\n  verify_us: \(d(c.verifyCost, Time.microsecond))\n"
         y += "  byte_ns: \(c.byteCost)\n  message_us: \(d(c.messageCost, Time.microsecond))\n"
-        y += "faults: []\n"
+        y += emitFaults(s.faults, d)
         y += "outputs:\n  bucket_s: \(d(s.outputs.bucket, Time.second))\n  latency_csv: \(s.outputs.latencyCSV)\n"
+        return y
+    }
+}
+
+extension ScenarioFile {
+    static func emitFaults(_ f: Scenario.FaultSettings, _ d: (UInt64, UInt64) -> String) -> String {
+        func ints(_ xs: [Int]) -> String { "[" + xs.map(String.init).joined(separator: ", ") + "]" }
+        var y = "faults:\n"
+        if f.replicas.isEmpty { y += "  replicas: []\n" } else {
+            y += "  replicas:\n"
+            for r in f.replicas {
+                y += "    - behaviour: \(r.behaviour.rawValue)\n      ids: \(ints(r.ids))\n      per_group: \(r.perGroup)\n"
+                y += "      groups: \(ints(r.groups))\n      count: \(r.count)\n      at_s: \(d(r.at, Time.second))\n"
+                y += "      recover_s: \(d(r.recover, Time.second))\n      durable_locks: \(r.durableLocks)\n"
+                y += "      extra_ms: \(d(r.extraDelay, Time.millisecond))\n      lie: \(r.lie.rawValue)\n"
+            }
+        }
+        if f.principals.isEmpty { y += "  principals: []\n" } else {
+            y += "  principals:\n"
+            for p in f.principals {
+                y += "    - attack: \(p.attack.rawValue)\n      count: \(p.count)\n      principals: \(ints(p.principals))\n"
+                y += "      groups: \(ints(p.groups))\n      rate: \(p.rate)\n"
+            }
+        }
+        y += "  mutant: \(f.mutant.rawValue)\n  off_at_s: \(d(f.offAt, Time.second))\n  audit_reads: \(f.auditReads)\n"
         return y
     }
 }

@@ -12,37 +12,49 @@ public struct Progress: Sendable {
 }
 
 /// The deterministic discrete-event simulator: hosts the unmodified QuorumStore state machines on
-/// a seeded event queue, with a CPU model per node and a network model between them.
+/// a seeded event queue, with a CPU model per node, a network model between them, a fault layer
+/// around them and an invariant checker watching them.
 public final class Simulator {
     public let scenario: Scenario
     let context: ProtocolContext
-    private let verifier: MemoizingVerifier
-    private var queue = EventQueue<Event>(reserving: 1 << 16)
-    private var network: Network
-    private var replicas: [Replica]
-    private var principals: [PrincipalHost]
-    private var cpu: [NodeCPU]
-    private var workloadRandom: DeterministicRandom
-    private var zipfCDF: [Double] = []
-    private(set) var records: [PaymentRecord] = []
-    private var recordIndex: [Digest: Int32] = [:]
-    private(set) var metrics: Metrics
-    private var out = Outbox()
-    private var now: UInt64 = 0
-    private(set) var events: UInt64 = 0
-    private var unfinished = 0
-    private var trace: TraceDigest?
+    let verifier: MemoizingVerifier
+    var queue = EventQueue<Event>(reserving: 1 << 16)
+    var network: Network
+    var replicas: [Replica]
+    let replicaSigners: [Ed25519KeyPair]
+    var principals: [PrincipalHost]
+    var cpu: [NodeCPU]
+    var workloadRandom: DeterministicRandom
+    var attackRandom: DeterministicRandom
+    var zipfCDF: [Double] = []
+    var records: [PaymentRecord] = []
+    var recordIndex: [Digest: Int32] = [:]
+    /// Record indices of certified payments, in certification order (audit-read targets).
+    var certifiedList: [Int32] = []
+    var metrics: Metrics
+    var out = Outbox()
+    var now: UInt64 = 0
+    var events: UInt64 = 0
+    var unfinished = 0
+    var trace: TraceDigest?
+    var faults: FaultLayer
+    let checker: InvariantChecker
+    /// Payments a payer re-drove after recovering with its log (L5).
+    var recovered: [Digest] = []
+    /// Attacks mounted, by kind.
+    var attacksMounted = [Int](repeating: 0, count: Attack.allCases.count)
     /// Simulated time the run ended.
-    private(set) var endTime: UInt64 = 0
+    var endTime: UInt64 = 0
+    var violations: [Violation] = []
 
-    /// Builds every replica, principal, genesis payment and the initial events.
+    /// Builds every replica, principal, genesis payment, fault and the initial events.
     public init(scenario: Scenario, traceEvery: UInt64 = 0) throws {
         self.scenario = scenario
         let topology = scenario.topology
         let seed = scenario.seed
         let quorum = try QuorumParameters(n: topology.n, f: topology.f)
         let replicaCount = topology.replicaCount
-        let replicaSigners = (0..<replicaCount).map {
+        replicaSigners = (0..<replicaCount).map {
             Ed25519KeyPair(seed: KeySeed.derive(seed: seed, label: "replica", index: UInt64($0)))
         }
         let w = scenario.workload
@@ -82,8 +94,16 @@ public final class Simulator {
         cpu = [NodeCPU](repeating: NodeCPU(), count: replicaCount + w.principals)
         network = Network(settings: scenario.network, replicaCount: replicaCount, principalCount: w.principals, seed: seed)
         workloadRandom = DeterministicRandom(seed: seed, stream: "workload")
+        attackRandom = DeterministicRandom(seed: seed, stream: "attacks")
         let loadGroups = topology.assignment == .partitioned ? topology.groups : replicaCount
         metrics = Metrics(bucket: scenario.outputs.bucket, loadGroups: loadGroups)
+        checker = InvariantChecker(context: context)
+        if scenario.faults.isEmpty {
+            faults = .none
+        } else {
+            let shardOf: [Int] = principalSigners.map { topology.assignment == .partitioned ? Int(assignment.group(of: $0.publicKey).id.raw) : 0 }
+            faults = try FaultLayer(settings: scenario.faults, topology: topology, principalGroups: shardOf, seed: seed)
+        }
         if traceEvery > 0 { trace = TraceDigest(every: traceEvery) }
         if case let .zipf(s) = w.recipients {
             var total = 0.0
@@ -94,9 +114,10 @@ public final class Simulator {
             zipfCDF = zipfCDF.map { $0 / total }
         }
         scheduleWorkload()
+        scheduleFaults()
     }
 
-    private var replicaCount: Int { replicas.count }
+    var replicaCount: Int { replicas.count }
 
     private func scheduleWorkload() {
         let w = scenario.workload
@@ -112,6 +133,20 @@ public final class Simulator {
                 }
             }
         }
+        if scenario.faults.auditReads > 0 {
+            queue.push(.auditRead, at: UInt64(workloadRandom.exponential(mean: 1e9 / scenario.faults.auditReads)))
+        }
+    }
+
+    private func scheduleFaults() {
+        for i in faults.replicas.keys.sorted() {
+            guard let spec = faults.replicas[i] else { continue }
+            switch spec.behaviour {
+            case .crashRecover: queue.push(.restart(replica: Int32(i)), at: spec.recover)
+            case .crash where faults.offAt > 0: queue.push(.restart(replica: Int32(i)), at: faults.offAt)
+            default: break
+            }
+        }
     }
 
     private func nextArrival(after t: UInt64) -> UInt64 {
@@ -121,8 +156,8 @@ public final class Simulator {
 
     // MARK: Running
 
-    /// Runs to the end: issuing stops at `duration`; the run ends when every issued payment has
-    /// finished or `duration + drain` is reached.
+    /// Runs to the end: issuing stops at `duration`; the run ends when every issued honest payment
+    /// has finished or `duration + drain` is reached. Then the invariants are checked.
     public func run(progressEvery: UInt64 = 1 << 16, progress: ((Progress) -> Void)? = nil) {
         let horizon = scenario.duration &+ scenario.drain
         while let next = queue.nextTime, next <= horizon {
@@ -135,9 +170,10 @@ public final class Simulator {
                 progress?(Progress(simulatedTime: now, horizon: horizon, events: events, issued: records.count,
                                    finished: records.count - unfinished))
             }
-            if now >= scenario.duration && unfinished == 0 { break }
+            if now >= scenario.duration && unfinished == 0 && (faults.offAt == 0 || now >= faults.offAt) { break }
         }
         endTime = now
+        violations = checkInvariants()
     }
 
     private func handle(_ event: Event) {
@@ -147,9 +183,7 @@ public final class Simulator {
         case let .timer(node, token):
             timer(node: node, token: token)
         case let .cpuFree(node):
-            var c = cpu[Int(node.raw)]
-            c.wakeScheduled = false
-            cpu[Int(node.raw)] = c
+            cpu[Int(node.raw)].wakeScheduled = false
             drainInbox(node)
         case .arrival:
             guard now < scenario.duration, !issueLimitReached else { return }
@@ -159,6 +193,23 @@ public final class Simulator {
         case let .issue(principal, requested):
             guard now < scenario.duration, !issueLimitReached else { return }
             issue(principal: Int(principal), requested: requested)
+        case let .deliverBytes(from, to, bytes):
+            let i = Int(to.raw)
+            guard i < replicaCount, faults.behaviour(i, at: now) == nil else { return }
+            out.removeAll()
+            replicas[i].receive(bytes: bytes, from: from, now: now, into: &out)
+            emit(from: to, cost: scenario.crypto.messageCost &+ UInt64(bytes.count) &* scenario.crypto.byteCost)
+        case let .restart(replica):
+            restart(Int(replica))
+        case let .principalRecover(p, keepLog):
+            recoverPrincipal(Int(p), keepLog: keepLog)
+        case .auditRead:
+            auditRead()
+            if now < scenario.duration {
+                queue.push(.auditRead, at: now &+ UInt64(workloadRandom.exponential(mean: 1e9 / scenario.faults.auditReads)))
+            }
+        case let .secondSpend(p, slot):
+            startSecondSpend(Int(p), slot: Int(slot))
         }
     }
 
@@ -170,6 +221,7 @@ public final class Simulator {
 
     private func arrive(_ message: Message, from: NodeID, at node: NodeID) {
         let i = Int(node.raw)
+        if i >= replicaCount, principals[i - replicaCount].downUntil > now { return }  // crashed principal
         if cpu[i].busyUntil > now || !cpu[i].isEmpty {
             cpu[i].push(from, message)
             scheduleWake(node)
@@ -200,8 +252,9 @@ public final class Simulator {
         out.removeAll()
         let i = Int(node.raw)
         let meter: CryptoMeter
+        var extra: UInt64 = 0
         if i < replicaCount {
-            replicas[i].receive(message, from: from, now: now, into: &out)
+            extra = replicaReceive(i, message, from: from)
             meter = replicas[i].meter
             let g = scenario.topology.assignment == .partitioned ? i / scenario.topology.n : i
             metrics.load[metrics.index(now) * metrics.loadGroups + g] += 1
@@ -213,19 +266,22 @@ public final class Simulator {
         let work = meter.take()
         let c = scenario.crypto
         let cost = c.messageCost &+ UInt64(work.verifies) &* c.verifyCost &+ UInt64(work.signs) &* c.signCost
-            &+ UInt64(message.encodedSize) &* c.byteCost
+            &+ UInt64(message.encodedSize) &* c.byteCost &+ extra
         emit(from: node, cost: cost)
     }
 
     /// Sends what `out` holds once the node has spent `cost` on it.
-    private func emit(from node: NodeID, cost: UInt64) {
+    func emit(from node: NodeID, cost: UInt64) {
         let i = Int(node.raw)
         let done = max(now, cpu[i].busyUntil) &+ cost
         cpu[i].busyUntil = done
+        let honest = i >= replicaCount || !faults.isByzantine(i)
         for (to, message) in out.messages {
             let size = message.encodedSize
             metrics.messages[message.kindIndex] += 1
             metrics.bytes[message.kindIndex] += size
+            checker.observe(message, from: node, honestSender: honest, at: done)
+            if i >= replicaCount { principals[i - replicaCount].lastSent = (to, message) }
             guard let (first, second) = network.deliveries(from: node, to: to, size: size, at: done) else { continue }
             queue.push(.deliver(from: node, to: to, message: message), at: first)
             if let second { queue.push(.deliver(from: node, to: to, message: message), at: second) }
@@ -239,12 +295,14 @@ public final class Simulator {
         let i = Int(node.raw)
         let meter: CryptoMeter
         if i < replicaCount {
-            replicas[i].timerFired(token: token, now: now, into: &out)
+            replicaTimer(i, token: token)
             meter = replicas[i].meter
         } else {
             let p = i - replicaCount
+            guard principals[p].downUntil <= now else { return }
             if token == 0 {
                 principals[p].reader.timerFired(token: 0, now: now, into: &out)
+                suppressWriteBack(p)
             } else if token == Simulator.handOverTimer {
                 principals[p].handOverTimerArmed = false
                 for h in principals[p].handOvers { out.send(h.message, to: self.node(ofPrincipal: h.payee)) }
@@ -261,7 +319,7 @@ public final class Simulator {
 
     // MARK: Principals
 
-    private func node(ofPrincipal p: Int) -> NodeID { NodeID(raw: UInt32(replicaCount + p)) }
+    func node(ofPrincipal p: Int) -> NodeID { NodeID(raw: UInt32(replicaCount + p)) }
 
     private func principalReceive(_ message: Message, from: NodeID, principal p: Int) {
         switch message {
@@ -293,28 +351,57 @@ public final class Simulator {
         }
     }
 
+    /// Test-only mutant `no-write-back`: the reader's write-backs are dropped and acknowledged on
+    /// the replicas' behalf, so it returns values no quorum holds.
+    private func suppressWriteBack(_ p: Int) {
+        guard faults.mutant == .noWriteBack else { return }
+        var forged = [(NodeID, Digest)]()
+        out.removeMessages { to, message in
+            guard Int(to.raw) < replicaCount, case let .commit(records) = message, let first = records.first,
+                  principals[p].reader.outstandingReads > 0 else { return false }
+            forged.append((to, first.key))
+            return true
+        }
+        for (replica, key) in forged {
+            readerDone(p, principals[p].reader.receive(.ack(key), from: replica, now: now, into: &out))
+        }
+    }
+
     private func readerDone(_ p: Int, _ completions: [Reader.Completion]) {
-        for case let .validated(key, result) in completions {
-            guard let index = recordIndex[key] else { continue }
-            switch result {
-            case let .success(certified):
-                guard principals[p].accepted.insert(key).inserted else { continue }
-                principals[p].wallet.receive(certified.payment, proof: certified.proof)
-                out.send(.ack(key), to: node(ofPrincipal: Int(records[Int(index)].payer)))
-                records[Int(index)].payeesPending -= 1
-                if records[Int(index)].payeesPending == 0 {
-                    records[Int(index)].confirmed = now
-                    metrics.confirmed[metrics.index(now)] += 1
-                    unfinished -= 1
+        suppressWriteBack(p)
+        for completion in completions {
+            switch completion {
+            case let .read(request, key, record):
+                guard let audit = principals[p].audits.removeValue(forKey: request) else { continue }
+                checker.observeRead(key: audit.key, start: audit.start, end: now, found: record != nil && record?.key == key)
+            case let .validated(key, result):
+                guard let index = recordIndex[key] else { continue }
+                switch result {
+                case let .success(certified):
+                    guard principals[p].accepted.insert(key).inserted else { continue }
+                    if faults.attackers[p] == nil { checker.observeAccepted(principal: p, record: certified, at: now) }
+                    principals[p].wallet.receive(certified.payment, proof: certified.proof)
+                    out.send(.ack(key), to: node(ofPrincipal: Int(records[Int(index)].payer)))
+                    records[Int(index)].payeesPending -= 1
+                    if records[Int(index)].payeesPending == 0 {
+                        records[Int(index)].confirmed = now
+                        if records[Int(index)].isHonest { metrics.confirmed[metrics.index(now)] += 1 }
+                        finished(Int(index))
+                    }
+                case .failure:
+                    metrics.rejectedAtPayee += 1
                 }
-            case .failure:
-                metrics.rejectedAtPayee += 1
             }
         }
     }
 
+    /// An honest payment left the pipeline (confirmed or failed).
+    private func finished(_ index: Int) {
+        if records[index].isHonest { unfinished -= 1 }
+    }
+
     /// Moves finished writers out: hand over committed payments, record times, issue deferred work.
-    private func writerProgress(_ p: Int) {
+    func writerProgress(_ p: Int) {
         var w = 0
         while w < principals[p].writers.count {
             let slot = principals[p].writers[w]
@@ -324,11 +411,23 @@ public final class Simulator {
                 w += 1
             case let .certified(certified):
                 markCertified(index, certified)
+                if let keepLog = principals[p].crashAtCertificate {
+                    // Crash between writes: the certificate exists, its commit never leaves.
+                    out.removeMessages { _, message in
+                        if case .commit = message { return true }
+                        return false
+                    }
+                    crashPrincipal(p, keepLog: keepLog)
+                    return
+                }
                 w += 1
             case let .committed(certified):
                 markCertified(index, certified)
                 records[index].committed = now
                 principals[p].wallet.settle(certified.key, proof: certified.proof)
+                // An attacker also keeps what its attack payments created (minted coins, change).
+                principals[p].wallet.receive(certified.payment, proof: certified.proof)
+                principals[p].lastCommitted = (certified, slot.parents)
                 let me = principals[p].wallet.publicKey
                 var payees = [Int]()
                 for output in certified.payment.outputs where output.owner != me {
@@ -340,17 +439,17 @@ public final class Simulator {
                     principals[p].handOvers.append((payee, certified.key, handOver))
                 }
                 armHandOverTimer(p)
-                if payees.isEmpty {
+                if payees.isEmpty || records[index].payeesPending == 0 {
                     records[index].confirmed = now
-                    metrics.confirmed[metrics.index(now)] += 1
-                    unfinished -= 1
+                    if records[index].isHonest { metrics.confirmed[metrics.index(now)] += 1 }
+                    finished(index)
                 }
                 principals[p].writers.remove(at: w)
                 slotFreed(p)
             case .failed:
                 records[index].failed = true
-                metrics.failed[metrics.index(now)] += 1
-                unfinished -= 1
+                if records[index].isHonest { metrics.failed[metrics.index(now)] += 1 }
+                finished(index)
                 principals[p].writers.remove(at: w)
                 slotFreed(p)
             }
@@ -360,7 +459,7 @@ public final class Simulator {
     /// Token of a principal's hand-over retry timer (writers use 1, 2, ...; the reader 0).
     static let handOverTimer = UInt64.max
 
-    private func armHandOverTimer(_ p: Int) {
+    func armHandOverTimer(_ p: Int) {
         guard !principals[p].handOverTimerArmed, !principals[p].handOvers.isEmpty else { return }
         principals[p].handOverTimerArmed = true
         out.setTimer(at: now &+ scenario.protocolSettings.retry, token: Simulator.handOverTimer)
@@ -369,10 +468,11 @@ public final class Simulator {
     private func markCertified(_ index: Int, _ certified: CertifiedPayment) {
         guard records[index].certified == PaymentRecord.never else { return }
         records[index].certified = now
-        metrics.certified[metrics.index(now)] += 1
+        certifiedList.append(Int32(index))
+        if records[index].isHonest { metrics.certified[metrics.index(now)] += 1 }
     }
 
-    private lazy var principalIndex: [PublicKey: Int] = {
+    lazy var principalIndex: [PublicKey: Int] = {
         var map = [PublicKey: Int](minimumCapacity: principals.count)
         for (i, p) in principals.enumerated() { map[p.wallet.publicKey] = i }
         return map
@@ -392,24 +492,18 @@ public final class Simulator {
 
     private func issue(principal p: Int, requested: UInt64) {
         let w = scenario.workload
-        let limit = max(1, w.inFlight)
-        guard principals[p].writers.count < limit else {
+        guard principals[p].downUntil <= now else {
             principals[p].deferred.append(requested)
             return
         }
-        var payees = [Output]()
-        let count = min(w.outputs, max(0, w.principals - 1))
-        var chosen = [Int]()
-        var attempts = 0
-        while chosen.count < count, attempts < 64 * count {
-            attempts += 1
-            let q = pickRecipient()
-            if q != p, !chosen.contains(q) { chosen.append(q) }
+        guard principals[p].writers.count < max(1, w.inFlight) else {
+            principals[p].deferred.append(requested)
+            return
         }
-        for q in chosen {
-            let amount = 1 &+ workloadRandom.uniform(below: max(1, w.maxAmount))
-            payees.append(Output(amount: amount, owner: principals[q].wallet.publicKey))
+        for spec in faults.attacks(of: p, at: now) where attackRandom.chance(spec.rate) {
+            if mountAttack(p, spec.attack, requested: requested) { return }
         }
+        let payees = choosePayees(for: p)
         guard !payees.isEmpty else {
             metrics.skipped += 1
             return
@@ -419,29 +513,80 @@ public final class Simulator {
             metrics.skipped += 1
             return
         }
+        launch(p, entry, requested: requested, attack: nil)
+    }
+
+    func choosePayees(for p: Int) -> [Output] {
+        let w = scenario.workload
+        let count = min(w.outputs, max(0, w.principals - 1))
+        var chosen = [Int]()
+        var attempts = 0
+        while chosen.count < count, attempts < 64 * count {
+            attempts += 1
+            let q = pickRecipient()
+            if q != p, !chosen.contains(q) { chosen.append(q) }
+        }
+        return chosen.map { q in
+            Output(amount: 1 &+ workloadRandom.uniform(below: max(1, w.maxAmount)), owner: principals[q].wallet.publicKey)
+        }
+    }
+
+    /// Starts a writer for a built payment and records it.
+    @discardableResult
+    func launch(_ p: Int, _ entry: Wallet<PaymentProof>.InFlight, requested: UInt64, attack: Attack?) -> Int {
         var parents = [CertifiedPayment]()
         for coin in entry.coins where !parents.contains(where: { $0.key == coin.parent.key }) {
             parents.append(CertifiedPayment(payment: coin.parent, proof: coin.proof))
         }
+        return launch(p, payment: entry.payment, redeems: entry.redeems, parents: parents, requested: requested, attack: attack)
+    }
+
+    @discardableResult
+    func launch(_ p: Int, payment: Payment, redeems: [Redeem], parents: [CertifiedPayment], requested: UInt64,
+                attack: Attack?, existing: Int? = nil, certifiedRedeems: [CertifiedRedeem]? = nil) -> Int {
         let token = principals[p].nextToken
         principals[p].nextToken &+= 1
-        var writer = Writer(payment: entry.payment, redeems: entry.redeems, parents: parents,
+        var writer: Writer
+        if let certifiedRedeems {
+            writer = Writer(payment: payment, certifiedRedeems: certifiedRedeems, parents: parents, context: context,
+                            meter: principals[p].meter, retryInterval: scenario.protocolSettings.retry, timerToken: token)
+        } else {
+            writer = Writer(payment: payment, redeems: redeems, parents: parents,
                             variant: scenario.protocolSettings.variant, context: context, meter: principals[p].meter,
                             retryInterval: scenario.protocolSettings.retry, timerToken: token)
+        }
         out.removeAll()
         writer.start(now: now, into: &out)
-        let index = Int32(records.count)
-        records.append(PaymentRecord(payer: Int32(p), inputs: UInt8(entry.payment.inputs.count),
-                                     outputs: UInt8(entry.payment.outputs.count), issued: requested,
-                                     payeesPending: Int32(chosen.count)))
-        recordIndex[entry.payment.key] = index
-        metrics.issued[metrics.index(now)] += 1
-        unfinished += 1
-        principals[p].writers.append((token, writer, index, parents))
+        let index: Int
+        if let existing {
+            index = existing
+        } else {
+            index = records.count
+            let me = principals[p].wallet.publicKey
+            var payees = [PublicKey]()
+            for o in payment.outputs where o.owner != me && principalIndex[o.owner] != nil && !payees.contains(o.owner) {
+                payees.append(o.owner)
+            }
+            var record = PaymentRecord(key: payment.key, payer: Int32(p), inputs: UInt8(truncatingIfNeeded: payment.inputs.count),
+                                       outputs: UInt8(truncatingIfNeeded: payment.outputs.count), issued: requested,
+                                       payeesPending: Int32(payees.count))
+            if let attack { record.attack = UInt8((Attack.allCases.firstIndex(of: attack) ?? 0) + 1) }
+            record.started = now
+            record.value = Amounts.checkedSum(payment.inputs.compactMap { input in
+                parents.first { $0.key == input.parentKey }.flatMap { Int(input.index) < $0.payment.outputs.count ? $0.payment.outputs[Int(input.index)].amount : nil }
+            }) ?? 0
+            records.append(record)
+            if recordIndex[payment.key] == nil { recordIndex[payment.key] = Int32(index) }
+            if record.isHonest {
+                metrics.issued[metrics.index(now)] += 1
+                unfinished += 1
+            }
+        }
+        principals[p].writers.append((token, writer, Int32(index), parents))
         // Building the payment signed it and its redeems.
         let c = scenario.crypto
-        let cost = c.messageCost &+ UInt64(1 + entry.redeems.count) &* c.signCost
-        emit(from: node(ofPrincipal: p), cost: cost)
+        emit(from: node(ofPrincipal: p), cost: c.messageCost &+ UInt64(1 + redeems.count) &* c.signCost)
+        return index
     }
 
     private func pickRecipient() -> Int {
@@ -454,6 +599,70 @@ public final class Simulator {
             if zipfCDF[mid] < u { lo = mid + 1 } else { hi = mid }
         }
         return lo
+    }
+
+    // MARK: Principal crashes and audit reads
+
+    /// Downtime of a crashed principal before it recovers.
+    static let principalDowntime = Time.second
+
+    func crashPrincipal(_ p: Int, keepLog: Bool) {
+        principals[p].crashAtCertificate = nil
+        principals[p].downUntil = now &+ Simulator.principalDowntime
+        // Volatile state is gone: writers, reader, pending hand-overs.
+        for slot in principals[p].writers where !keepLog {
+            // A payer that forgot its payment never finishes or hands it over (even if it is
+            // certified): it leaves the honest workload.
+            let i = Int(slot.payment)
+            if records[i].isHonest, records[i].confirmed == PaymentRecord.never, !records[i].failed {
+                records[i].attack = UInt8((Attack.allCases.firstIndex(of: .crashNoLog) ?? 0) + 1)
+                unfinished -= 1
+            }
+        }
+        principals[p].writers.removeAll()
+        principals[p].audits.removeAll()
+        principals[p].reader = Reader(context: context, meter: principals[p].meter, mode: scenario.protocolSettings.validation,
+                                      retryInterval: scenario.protocolSettings.retry, timerToken: 0)
+        queue.push(.principalRecover(principal: Int32(p), keepLog: keepLog), at: principals[p].downUntil)
+    }
+
+    private func recoverPrincipal(_ p: Int, keepLog: Bool) {
+        let old = principals[p].wallet
+        let durable = keepLog ? old.durable : old.durable.forgettingLog()
+        principals[p].wallet = Wallet(signer: old.signer, networkId: old.networkId, limits: old.limits, restoring: durable)
+        principals[p].downUntil = 0
+        principals[p].handOverTimerArmed = false
+        armHandOverTimerLater(p)
+        // PROTOCOL §3 step 0: finish the same payments (same keys) that the log holds.
+        for entry in principals[p].wallet.inFlight {
+            var parents = [CertifiedPayment]()
+            for coin in entry.coins where !parents.contains(where: { $0.key == coin.parent.key }) {
+                parents.append(CertifiedPayment(payment: coin.parent, proof: coin.proof))
+            }
+            let existing = recordIndex[entry.payment.key].map(Int.init)
+            recovered.append(entry.payment.key)
+            launch(p, payment: entry.payment, redeems: entry.redeems, parents: parents, requested: now, attack: nil, existing: existing)
+        }
+        if principals[p].wallet.inFlight.isEmpty { slotFreed(p) }
+    }
+
+    private func armHandOverTimerLater(_ p: Int) {
+        out.removeAll()
+        armHandOverTimer(p)
+        emit(from: node(ofPrincipal: p), cost: 0)
+    }
+
+    private func auditRead() {
+        guard !certifiedList.isEmpty else { return }
+        let index = Int(certifiedList[workloadRandom.uniform(below: certifiedList.count)])
+        let reader = workloadRandom.uniform(below: principals.count)
+        guard principals[reader].downUntil <= now else { return }
+        let key = records[index].key
+        let payer = principals[Int(records[index].payer)].wallet.publicKey
+        out.removeAll()
+        let request = principals[reader].reader.read(.payment, key: key, at: context.group(of: payer), now: now, into: &out)
+        principals[reader].audits[request] = (key, now)
+        emit(from: node(ofPrincipal: reader), cost: scenario.crypto.messageCost)
     }
 
     // MARK: Results
@@ -494,6 +703,16 @@ struct TraceDigest {
             mix(4)
         case let .issue(p, requested):
             mix(5); mix(UInt64(UInt32(bitPattern: p))); mix(requested)
+        case let .deliverBytes(from, to, bytes):
+            mix(6); mix(UInt64(from.raw) << 32 | UInt64(to.raw)); mix(UInt64(bytes.count))
+        case let .restart(r):
+            mix(7); mix(UInt64(UInt32(bitPattern: r)))
+        case let .principalRecover(p, keep):
+            mix(8); mix(UInt64(UInt32(bitPattern: p))); mix(keep ? 1 : 0)
+        case .auditRead:
+            mix(9)
+        case let .secondSpend(p, slot):
+            mix(10); mix(UInt64(UInt32(bitPattern: p)) << 32 | UInt64(UInt32(bitPattern: slot)))
         }
         count &+= 1
         if count % every == 0 { checkpoints.append((time, digest)) }

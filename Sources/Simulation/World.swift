@@ -12,6 +12,16 @@ enum Event {
     case arrival
     /// Closed-loop (or deferred) issue by one principal, requested at `requested`.
     case issue(principal: Int32, requested: UInt64)
+    /// Raw bytes (a malformed-encoding attack) delivered to a replica.
+    case deliverBytes(from: NodeID, to: NodeID, bytes: [UInt8])
+    /// A crashed replica restarts from its durable state.
+    case restart(replica: Int32)
+    /// A crashed principal recovers (with or without its durable log).
+    case principalRecover(principal: Int32, keepLog: Bool)
+    /// An audit read of a random certified payment.
+    case auditRead
+    /// The second half of a double spend, started later than the first.
+    case secondSpend(principal: Int32, slot: Int32)
 }
 
 /// One node's CPU: busy until some time, with an inbox of messages that arrived meanwhile.
@@ -44,15 +54,23 @@ struct NodeCPU {
 /// A payment's life, one row of latency.csv.
 struct PaymentRecord {
     static let never = UInt64.max
+    var key: Digest
     var payer: Int32
     var inputs: UInt8
     var outputs: UInt8
     var issued: UInt64
+    /// When its writer started (issue may wait for a free slot).
+    var started: UInt64 = 0
+    /// Σ of the amounts its inputs spend (what is locked if it never completes).
+    var value: UInt64 = 0
     var certified = PaymentRecord.never
     var committed = PaymentRecord.never
     var confirmed = PaymentRecord.never
     var payeesPending: Int32
     var failed = false
+    /// 0 for an honest payment, else 1 + the index of the `Attack` it belongs to.
+    var attack: UInt8 = 0
+    var isHonest: Bool { attack == 0 }
 }
 
 struct PrincipalHost {
@@ -66,6 +84,18 @@ struct PrincipalHost {
     /// Hand-overs not yet acknowledged by their payee, re-sent on the retry timer.
     var handOvers: [(payee: Int, key: Digest, message: Message)] = []
     var handOverTimerArmed = false
+    /// Crashed until this time (0: up).
+    var downUntil: UInt64 = 0
+    /// Crash (keeping the log or not) when the next payment certificate forms.
+    var crashAtCertificate: Bool?
+    /// Audit reads in flight: request → (key, start).
+    var audits: [UInt64: (key: Digest, start: UInt64)] = [:]
+    /// The last payment this principal committed, with its parents (for reuse attacks).
+    var lastCommitted: (payment: CertifiedPayment, parents: [CertifiedPayment])?
+    /// The last message this principal sent (for replay attacks).
+    var lastSent: (to: NodeID, message: Message)?
+    /// Second halves of double spends waiting to start.
+    var pendingSpends: [Wallet<PaymentProof>.InFlight] = []
     let meter: CryptoMeter
 }
 

@@ -13,7 +13,7 @@ struct QuorumSim: ParsableCommand {
         commandName: "quorumsim",
         abstract: "Deterministic simulator of QuorumCoin, a cryptocurrency on a Byzantine-safe key-value store.",
         version: toolVersion,
-        subcommands: [Run.self, ScenarioHelp.self, Bench.self]
+        subcommands: [Run.self, Replay.self, ScenarioHelp.self, Bench.self]
     )
 }
 
@@ -40,6 +40,9 @@ struct Run: ParsableCommand {
 
     @Flag(help: "No banner or progress on stderr.")
     var quiet = false
+
+    @Flag(help: "Also write ledger.txt: every certified record with its certificate (hex of the canonical encoding).")
+    var dumpLedger = false
 
     func run() throws {
         var scenario = try loadScenario(path: self.scenario)
@@ -76,6 +79,8 @@ struct Run: ParsableCommand {
         if scenario.outputs.latencyCSV { try write(report.latencyCSV, to: folder, "latency.csv") }
         try write(report.summaryJSON, to: folder, "summary.json")
         try write(resolved, to: folder, "scenario.resolved.yaml")
+        try write(report.violationsCSV, to: folder, "violations.csv")
+        if dumpLedger { try write(simulator.ledgerDump(), to: folder, "ledger.txt") }
         let wall = seconds(elapsed)
         let wallJSON = """
             {
@@ -97,6 +102,13 @@ struct Run: ParsableCommand {
               + "\(report.events) events in \(String(format: "%.2f", wall)) s wall "
               + "(\(Int(Double(report.events) / max(wall, 1e-9))) events/s, \(String(format: "%.0f", Double(report.confirmed) / max(wall, 1e-9))) payments/s); "
               + "results in \(folder)/")
+        if let first = report.violations.first {
+            print("INVARIANT VIOLATED: \(report.violations.count) violation(s) of "
+                  + Set(report.violations.map(\.invariant)).sorted().joined(separator: ", ")
+                  + "; first: \(first.invariant) at t = \(first.time) ns: \(first.detail)")
+            print("replay: quorumsim replay --seed \(scenario.seed) \(self.scenario)")
+            throw ExitCode(2)
+        }
     }
 
     private func checkTwice(_ scenario: Scenario) throws {
@@ -118,6 +130,33 @@ struct Run: ParsableCommand {
         }
         print("deterministic: two runs, identical trace digest \(String(digests[0].last?.digest ?? 0, radix: 16)) "
               + "over \(digests[0].count) checkpoints")
+    }
+}
+
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-run a scenario at a given seed (as a failing run printed it) and list every violation.")
+
+    @Option(help: "The seed of the run to reproduce.")
+    var seed: UInt64
+
+    @Argument(help: "Scenario YAML file.")
+    var scenario: String
+
+    @Option(help: "Output folder (default: out/<scenario name>-seed<seed>).")
+    var out: String?
+
+    func run() throws {
+        var args = [scenario, "--seed", String(seed), "--dump-ledger"]
+        if let out { args += ["--out", out] }
+        var command = try Run.parse(args)
+        do {
+            try command.run()
+        } catch let exit as ExitCode where exit == ExitCode(2) {
+            let folder = out ?? "out/\((try? loadScenario(path: scenario).name) ?? "run")-seed\(seed)"
+            if let text = try? String(contentsOfFile: folder + "/violations.csv", encoding: .utf8) { print(text, terminator: "") }
+            throw exit
+        }
     }
 }
 

@@ -1,0 +1,103 @@
+import QuorumCrypto
+import QuorumLedger
+import QuorumStore
+
+/// Funds that can no longer move: inputs of payments that failed or never finished.
+public struct LockedFunds: Sendable, Equatable {
+    public var principal: Int
+    public var amount: UInt64
+    public var reason: String
+}
+
+extension Simulator {
+    /// Δ: a bound on one message's network delay under the scenario's latency model (the tail of
+    /// unbounded distributions is cut at 6 standard deviations).
+    var delayBound: UInt64 {
+        let n = scenario.network
+        var d: UInt64
+        switch n.latency {
+        case let .constant(c): d = c
+        case let .uniform(_, hi): d = hi
+        case let .normal(mean, sd): d = mean &+ 6 &* sd
+        case let .logNormal(mu, sigma): d = UInt64(DeterministicMath.exp(mu + 6 * sigma) * 1e6)
+        case let .regions(_, matrix, jitter): d = (matrix.flatMap { $0 }.max() ?? 0) &+ jitter
+        }
+        if n.reorder > 0 { d &+= n.reorderDelay }
+        return d
+    }
+
+    /// One hop: Δ plus the CPU a node may spend on one message (a full certificate check, a
+    /// signature, and a large message).
+    var hopBound: UInt64 {
+        let c = scenario.crypto
+        let checks = UInt64(scenario.topology.n) &* UInt64(1 + scenario.workload.inputs) &+ 2
+        return delayBound &+ c.messageCost &+ checks &* c.verifyCost &+ c.signCost &+ 16_384 &* c.byteCost
+    }
+
+    /// The L1 bound for a payment whose writer started at `start`: the later of start, the last
+    /// partition heal and the liveness-mode switch, plus a retry interval and 8 hops.
+    func livenessBound(start: UInt64) -> UInt64? {
+        guard scenario.network.loss == 0 else { return nil }  // no bound holds under random loss
+        var from = start
+        for p in scenario.network.partitions where p.start <= start &+ 8 &* hopBound { from = max(from, p.heal) }
+        if faults.offAt > 0 { from = max(from, faults.offAt) }
+        for (_, spec) in faults.replicas where spec.behaviour == .crashRecover && spec.at <= from { from = max(from, spec.recover) }
+        return from &+ scenario.protocolSettings.retry &+ 8 &* hopBound
+    }
+
+    func checkInvariants() -> [Violation] {
+        let attackers = Set(faults.attackers.keys)
+        var stores = [(replica: Int, records: [StoredRecord])]()
+        for i in 0..<replicaCount where !faults.isByzantine(i) {
+            let store = replicas[i].durable.store
+            stores.append((i, store.keys.sorted().compactMap { store[$0] }))
+        }
+        var honest = [(key: Digest?, issued: UInt64, certified: UInt64, bound: UInt64?)]()
+        var committed = [Digest: UInt64]()
+        for r in records {
+            if r.committed != PaymentRecord.never { committed[r.key] = r.committed }
+            guard r.isHonest, !attackers.contains(Int(r.payer)) else { continue }
+            honest.append((r.key, r.started, r.certified, livenessBound(start: r.started)))
+        }
+        let recoveredKeys = Set(recovered)
+        let unfinishedRecovered = recoveredKeys.sorted().filter { key in
+            guard let i = recordIndex[key] else { return true }
+            return records[Int(i)].certified == PaymentRecord.never
+        }
+        let repairDeadline: UInt64? = scenario.protocolSettings.repair > 0 && unfinished == 0
+            ? endTime.subtractingReportingOverflow(4 &* scenario.protocolSettings.repair &+ 8 &* hopBound).partialValue : nil
+        let stuck = (0..<replicaCount).filter { !faults.isFaulty($0) && cpu[$0].busyUntil > endTime &+ 10 * Time.second }
+        let world = InvariantChecker.World(
+            honestReplicaStores: stores,
+            honestPayments: honest,
+            end: endTime,
+            lockedHonest: lockedFunds.filter { !attackers.contains($0.principal) && $0.reason.hasPrefix("refused") },
+            recoveredUnfinished: unfinishedRecovered,
+            stuckHonestReplicas: stuck,
+            repairDeadline: repairDeadline.flatMap { $0 > 0 && $0 < endTime ? $0 : nil },
+            groupMembers: { [context] pk in context.group(of: pk).members.map(Int.init) },
+            honestLive: { [faults, endTime] i in !faults.isByzantine(i) && faults.behaviour(i, at: endTime) == nil },
+            committedKeys: committed)
+        return checker.finish(world)
+    }
+
+    /// Inputs of payments that failed or were still unfinished when the run ended.
+    var lockedFunds: [LockedFunds] {
+        var list = [LockedFunds]()
+        for r in records where r.certified == PaymentRecord.never && r.value > 0 {
+            let attack = r.attack == 0 ? nil : Attack.allCases[Int(r.attack) - 1]
+            let reason: String
+            if r.failed {
+                reason = attack.map { "refused: \($0.rawValue) attack" } ?? "refused: an input is locked by another payment"
+            } else if attack == .crashNoLog {
+                reason = "payer crashed and lost its log"
+            } else {
+                reason = attack.map { "unfinished: \($0.rawValue) attack" } ?? "unfinished at the end of the run"
+            }
+            list.append(LockedFunds(principal: Int(r.payer), amount: r.value, reason: reason))
+        }
+        return list
+    }
+
+    public var runViolations: [Violation] { violations }
+}

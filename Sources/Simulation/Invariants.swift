@@ -1,0 +1,318 @@
+import QuorumCrypto
+import QuorumLedger
+import QuorumStore
+
+/// One broken invariant: which, when it was first seen (simulated ns), and what.
+public struct Violation: Sendable, Equatable {
+    public var invariant: String
+    public var time: UInt64
+    public var detail: String
+}
+
+/// Sees every certificate, vote, store, acceptance and read of a run and checks PROTOCOL §7 at the
+/// end. Certificates are re-verified here, so nothing the checker counts as certified is taken on
+/// a node's word.
+final class InvariantChecker {
+    let context: ProtocolContext
+    private let meter: CryptoMeter
+    private var verified = Set<Digest>()
+    /// Certified payments, with the time their certificate was first seen.
+    private(set) var payments: [Digest: (record: CertifiedPayment, seen: UInt64)] = [:]
+    private var paymentOrder: [Digest] = []
+    /// Certified values per redeem key: spender → first seen.
+    private var redeems: [Digest: [(spender: Digest, seen: UInt64)]] = [:]
+    /// Redeems duly signed by their owner, by (redeem key, spender).
+    private var signedRedeems: Set<RedeemClaim> = []
+    /// Votes sent by replicas counted honest: (replica, key) → value hash.
+    private var votes: [VoteKey: Digest] = [:]
+    /// Payments each honest principal accepted.
+    private var accepted: [(principal: Int, record: CertifiedPayment, time: UInt64)] = []
+    private var reads: [Digest: [(start: UInt64, end: UInt64, found: Bool)]] = [:]
+    private var seenCommit = Set<Digest>()
+    /// Certified redeem records as first seen, by fingerprint of (key, spender).
+    private(set) var redeemRecords: [Digest: CertifiedRedeem] = [:]
+    private(set) var violations: [Violation] = []
+    private var reported = Set<String>()
+
+    struct VoteKey: Hashable { let replica: ReplicaID; let key: Digest }
+    struct RedeemClaim: Hashable { let key: Digest; let spender: Digest }
+
+    init(context: ProtocolContext) {
+        self.context = context
+        self.meter = CryptoMeter(context.verifier)
+    }
+
+    private func violate(_ invariant: String, _ time: UInt64, _ detail: String, once: String? = nil) {
+        if let once { guard reported.insert(invariant + once).inserted else { return } }
+        violations.append(Violation(invariant: invariant, time: time, detail: detail))
+    }
+
+    // MARK: Observations
+
+    /// Every message any node sends. `honestSender` is false for Byzantine replicas.
+    func observe(_ message: Message, from: NodeID, honestSender: Bool, at time: UInt64) {
+        switch message {
+        case let .vote(statement, vote):
+            guard honestSender, vote.replica == from.raw else { return }
+            let key = VoteKey(replica: vote.replica, key: statement.key)
+            if let earlier = votes[key] {
+                if earlier != statement.valueHash {
+                    violate("S10", time, "replica \(vote.replica) voted for two values of key \(statement.key)",
+                            once: "\(vote.replica)/\(statement.key)")
+                }
+            } else {
+                votes[key] = statement.valueHash
+            }
+        case let .commit(records), let .gossip(records):
+            for r in records { record(r, at: time) }
+        case let .handOver(payment, parents):
+            record(.payment(payment), at: time)
+            for p in parents { record(.payment(p), at: time) }
+        case let .readReply(_, .certified(r)):
+            record(r, at: time)
+        case let .prepareRedeem(redeem, parent):
+            claim(redeem, parent: parent.payment)
+        case let .prepareBatch(payment, parents, list):
+            for r in list where r.spender == payment.key {
+                claim(r, parent: parents.first { $0.key == r.input.parentKey }?.payment)
+            }
+        case let .preparePayment(_, _, list):
+            for r in list { record(.redeem(r), at: time) }
+        default:
+            return
+        }
+    }
+
+    private func claim(_ redeem: Redeem, parent: Payment?) {
+        let c = RedeemClaim(key: redeem.key, spender: redeem.spender)
+        guard !signedRedeems.contains(c), let parent else { return }
+        if (try? context.rules.checkRedeem(redeem, parent: parent, verifier: meter)) != nil { signedRedeems.insert(c) }
+    }
+
+    /// A certified record seen on the wire: counted only if its proof verifies.
+    private func record(_ stored: StoredRecord, at time: UInt64) {
+        switch stored {
+        case let .payment(p):
+            guard payments[p.key] == nil, (try? context.verify(p, meter: meter, verified: &verified)) != nil else { return }
+            payments[p.key] = (p, time)
+            paymentOrder.append(p.key)
+        case let .redeem(r):
+            let fingerprint = Blake2b.hash(.redeemValue, r.key.bytes + r.redeem.spender.bytes)
+            guard seenCommit.insert(fingerprint).inserted else { return }
+            guard (try? context.verify(r, meter: meter, verified: &verified)) != nil else {
+                seenCommit.remove(fingerprint)
+                return
+            }
+            redeemRecords[fingerprint] = r
+            if case let .batch(p) = r.proof { record(.payment(p), at: time) }
+            if case .certificate = r.proof {
+                // A redeem certificate is W votes for "k is spent by this spender".
+                var list = redeems[r.key] ?? []
+                if !list.contains(where: { $0.spender == r.redeem.spender }) {
+                    list.append((r.redeem.spender, time))
+                    redeems[r.key] = list
+                    if list.count == 2 {
+                        violate("S1", time, "redeem key \(r.key) certified for two payments \(list[0].spender) and \(list[1].spender)")
+                    }
+                }
+            }
+            if let parent = payments[r.redeem.input.parentKey]?.record.payment ?? genesisPayment(r.redeem.input.parentKey) {
+                claim(r.redeem, parent: parent)
+            }
+        }
+    }
+
+    private lazy var genesisByKey: [Digest: Payment] = {
+        var map = [Digest: Payment]()
+        for p in context.genesis.payments { map[p.key] = p }
+        return map
+    }()
+
+    private func genesisPayment(_ key: Digest) -> Payment? { genesisByKey[key] }
+
+    func observeAccepted(principal: Int, record: CertifiedPayment, at time: UInt64) {
+        accepted.append((principal, record, time))
+    }
+
+    func observeRead(key: Digest, start: UInt64, end: UInt64, found: Bool) {
+        reads[key, default: []].append((start, end, found))
+    }
+
+    // MARK: Checks at the end
+
+    /// Inputs the end-of-run checks need from the simulator.
+    struct World {
+        var honestReplicaStores: [(replica: Int, records: [StoredRecord])]
+        var honestPayments: [(key: Digest?, issued: UInt64, certified: UInt64, bound: UInt64?)]
+        var end: UInt64
+        var lockedHonest: [LockedFunds]
+        var recoveredUnfinished: [Digest]
+        var stuckHonestReplicas: [Int]
+        var repairDeadline: UInt64?
+        var groupMembers: (PublicKey) -> [Int]
+        var honestLive: (Int) -> Bool
+        var committedKeys: [Digest: UInt64]
+    }
+
+    func finish(_ world: World) -> [Violation] {
+        let genesis = context.genesis
+        // S1 for payments holds by construction (K is the hash of the value); S2: one spender per output.
+        var spentBy = [InputRef: Digest]()
+        var fees: [UInt64] = []
+        for key in paymentOrder {
+            guard let (record, seen) = payments[key] else { continue }
+            let p = record.payment
+            if genesis.contains(key) { continue }
+            if p.inputs.isEmpty { violate("S6", seen, "zero-input payment \(key) certified outside genesis") }
+            var inputAmounts = [UInt64]()
+            for input in p.inputs {
+                if let other = spentBy[input], other != key {
+                    violate("S2", seen, "output \(input) spent by certified payments \(other) and \(key)")
+                } else {
+                    spentBy[input] = key
+                }
+                guard let parent = payments[input.parentKey]?.record.payment ?? genesisPayment(input.parentKey) else {
+                    violate("S7", seen, "certified payment \(key) spends \(input) whose parent is not certified", once: "S7\(key)")
+                    continue
+                }
+                guard Int(input.index) < parent.outputs.count else {
+                    violate("S7", seen, "certified payment \(key) spends missing output \(input)", once: "S7\(key)")
+                    continue
+                }
+                let output = parent.outputs[Int(input.index)]
+                if output.owner != p.payer { violate("S5", seen, "certified payment \(key) spends \(input) owned by someone else") }
+                if !signedRedeems.contains(RedeemClaim(key: input.redeemKey, spender: key)) {
+                    violate("S5", seen, "no redeem signed by the owner names \(key) for input \(input)", once: "S5r\(key)")
+                }
+                inputAmounts.append(output.amount)
+            }
+            let totalIn = Amounts.checkedSum(inputAmounts)
+            let totalOut = Amounts.checkedSum(p.outputs.map(\.amount) + [p.body.fee])
+            if totalIn == nil || totalOut == nil || totalIn != totalOut || p.outputs.contains(where: { $0.amount == 0 }) {
+                violate("S4", seen, "certified payment \(key) is unbalanced (in \(totalIn.map(String.init) ?? "overflow"), out+fee \(totalOut.map(String.init) ?? "overflow"))")
+            }
+            fees.append(p.body.fee)
+        }
+        // S7: no certified payment has an invalid ancestor (one breaking S4, S5 or S6, or missing).
+        var invalid = Set<Digest>()
+        for v in violations where ["S4", "S5", "S6", "S7"].contains(v.invariant) {
+            if let key = paymentOrder.first(where: { v.detail.contains("payment \($0)") || v.detail.contains("zero-input payment \($0)") }) {
+                invalid.insert(key)
+            }
+        }
+        var tainted = invalid
+        var changed = true
+        while changed {  // a fixpoint over the DAG, bounded by its size
+            changed = false
+            for key in paymentOrder where !tainted.contains(key) {
+                guard let p = payments[key]?.record.payment else { continue }
+                if p.inputs.contains(where: { tainted.contains($0.parentKey) }) {
+                    tainted.insert(key)
+                    changed = true
+                    if let seen = payments[key]?.seen {
+                        violate("S7", seen, "certified payment \(key) has an invalid ancestor", once: "S7a\(key)")
+                    }
+                }
+            }
+        }
+        // S3: unspent outputs + burned fees == genesis supply.
+        var unspent = [UInt64]()
+        var overflow = false
+        for (key, entry) in payments.sorted(by: { $0.key < $1.key }) {
+            for (i, o) in entry.record.payment.outputs.enumerated() where spentBy[InputRef(parentKey: key, index: UInt32(i))] == nil {
+                unspent.append(o.amount)
+            }
+        }
+        for g in genesis.payments where payments[g.key] == nil {
+            for (i, o) in g.outputs.enumerated() where spentBy[InputRef(parentKey: g.key, index: UInt32(i))] == nil { unspent.append(o.amount) }
+        }
+        var total: UInt64 = 0
+        for v in unspent + fees {
+            let (s, o) = total.addingReportingOverflow(v)
+            overflow = overflow || o
+            total = s
+        }
+        if overflow || total != genesis.supply {
+            violate("S3", world.end, "unspent + fees = \(overflow ? "overflow" : String(total)), genesis supply = \(genesis.supply)")
+        }
+        // S8: honest readers accept only valid, certified, non-conflicting payments.
+        var acceptedSpends = [InputRef: Digest]()
+        for a in accepted {
+            let key = a.record.key
+            if payments[key] == nil && !genesis.contains(key) {
+                violate("S8", a.time, "principal \(a.principal) accepted payment \(key) without a valid certificate")
+            }
+            if tainted.contains(key) {
+                violate("S8", a.time, "principal \(a.principal) accepted payment \(key), which is invalid or has an invalid ancestor", once: "S8i\(key)")
+            }
+            for input in a.record.payment.inputs {
+                if let other = acceptedSpends[input], other != key {
+                    violate("S8", a.time, "honest payees accepted \(other) and \(key), both spending \(input)", once: "S8d\(input)")
+                } else {
+                    acceptedSpends[input] = key
+                }
+            }
+        }
+        // S9: every record an honest replica stores carries a well-formed, valid certificate.
+        let checkMeter = CryptoMeter(context.verifier)
+        for (replica, records) in world.honestReplicaStores {
+            var fresh = Set<Digest>()
+            for r in records where (try? context.verify(r, meter: checkMeter, verified: &fresh)) == nil {
+                violate("S9", world.end, "replica \(replica) stores \(r.key) with an invalid certificate", once: "S9\(replica)")
+            }
+        }
+        // S11: once a read returned a value, no read started later returns "not found".
+        for key in reads.keys.sorted() {
+            guard let list = reads[key] else { continue }
+            if let firstFound = list.filter(\.found).map(\.end).min(),
+               let bad = list.first(where: { !$0.found && $0.start > firstFound }) {
+                violate("S11", bad.end, "read of \(key) started at \(bad.start) returned not found after a read returned it at \(firstFound)")
+            }
+            // L2: reads of committed keys return them.
+            if let committed = world.committedKeys[key], let miss = list.first(where: { !$0.found && $0.start > committed }) {
+                violate("L2", miss.end, "read of committed key \(key) (committed at \(committed)) returned not found", once: "L2\(key)")
+            }
+        }
+        // L1: honest payments certify within their bound.
+        for p in world.honestPayments {
+            guard let bound = p.bound, bound <= world.end else { continue }
+            if p.certified == PaymentRecord.never || p.certified > bound {
+                violate("L1", bound, "honest payment \(p.key?.description ?? "?") issued at \(p.issued) not certified by \(bound)", once: "L1")
+            }
+        }
+        // L3: certified records reach every honest, live member of their group.
+        if let deadline = world.repairDeadline {
+            var holders = [Digest: Set<Int>]()
+            for (replica, records) in world.honestReplicaStores { for r in records { holders[r.key, default: []].insert(replica) } }
+            for key in paymentOrder {
+                guard let (record, seen) = payments[key], seen <= deadline, !genesis.contains(key),
+                      world.committedKeys[key] != nil else { continue }
+                for member in world.groupMembers(record.payment.payer) where world.honestLive(member) && !(holders[key]?.contains(member) ?? false) {
+                    violate("L3", world.end, "certified payment \(key) never reached honest replica \(member)", once: "L3")
+                }
+            }
+        }
+        // L4: honest payers' funds are never locked.
+        for l in world.lockedHonest {
+            violate("L4", world.end, "honest principal \(l.principal) has \(l.amount) locked (\(l.reason))", once: "L4\(l.principal)")
+        }
+        // L5: a payer that recovered with its log finishes the same payment.
+        for key in world.recoveredUnfinished {
+            violate("L5", world.end, "recovered payer did not finish payment \(key)", once: "L5\(key)")
+        }
+        // L6: no honest replica is left with unprocessed input.
+        for r in world.stuckHonestReplicas {
+            violate("L6", world.end, "honest replica \(r) still has queued messages at the end", once: "L6")
+        }
+        return violations.sorted { ($0.time, $0.invariant) < ($1.time, $1.invariant) }
+    }
+}
+
+extension InvariantChecker {
+    /// Every certified record seen, in key order (payments, then redeems).
+    var certifiedRecords: [StoredRecord] {
+        let ps = payments.keys.sorted().compactMap { payments[$0].map { StoredRecord.payment($0.record) } }
+        let rs = redeemRecords.keys.sorted().compactMap { redeemRecords[$0].map { StoredRecord.redeem($0) } }
+        return ps + rs
+    }
+}
