@@ -45,6 +45,22 @@ extension Simulator {
         return from &+ scenario.protocolSettings.retry &+ 8 &* hopBound
     }
 
+    /// The last time a partition healed, a replica restarted or faults switched off.
+    var lastDisruption: UInt64 {
+        var t = faults.offAt
+        for p in scenario.network.partitions { t = max(t, p.heal) }
+        for (_, spec) in faults.replicas where spec.behaviour == .crashRecover { t = max(t, spec.recover) }
+        return t
+    }
+
+    /// Time for repair to carry every certified record to a peer: one round per batch of the
+    /// whole run's records, plus a few rounds and hops of slack.
+    var repairSettle: UInt64 {
+        let repair = scenario.protocolSettings.repair
+        let batches = UInt64(2 * records.count / ReplicaSettings().repairBatch)
+        return repair &* (4 &+ batches) &+ 8 &* hopBound
+    }
+
     func checkInvariants() -> [Violation] {
         let attackers = Set(faults.attackers.keys)
         var stores = [(replica: Int, records: [StoredRecord])]()
@@ -64,8 +80,12 @@ extension Simulator {
             guard let i = recordIndex[key] else { return true }
             return records[Int(i)].certified == PaymentRecord.never
         }
-        let repairDeadline: UInt64? = scenario.protocolSettings.repair > 0 && unfinished == 0
-            ? endTime.subtractingReportingOverflow(4 &* scenario.protocolSettings.repair &+ 8 &* hopBound).partialValue : nil
+        // L3 applies to records certified, and members reachable, long enough before the end for
+        // repair rounds to carry the whole backlog.
+        var repairDeadline: UInt64?
+        if scenario.protocolSettings.repair > 0, unfinished == 0, endTime > repairSettle, lastDisruption <= endTime - repairSettle {
+            repairDeadline = endTime - repairSettle
+        }
         let stuck = (0..<replicaCount).filter { !faults.isFaulty($0) && cpu[$0].busyUntil > endTime &+ 10 * Time.second }
         let world = InvariantChecker.World(
             honestReplicaStores: stores,

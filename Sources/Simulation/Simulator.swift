@@ -160,6 +160,9 @@ public final class Simulator {
     /// has finished or `duration + drain` is reached. Then the invariants are checked.
     public func run(progressEvery: UInt64 = 1 << 16, progress: ((Progress) -> Void)? = nil) {
         let horizon = scenario.duration &+ scenario.drain
+        // With faults or partitions, run on past the last heal long enough for repair to converge
+        // and for L3 to be checked on what happened before it.
+        let disrupted = lastDisruption > 0 && scenario.protocolSettings.repair > 0
         while let next = queue.nextTime, next <= horizon {
             guard let (time, event) = queue.pop() else { break }
             now = time
@@ -170,7 +173,7 @@ public final class Simulator {
                 progress?(Progress(simulatedTime: now, horizon: horizon, events: events, issued: records.count,
                                    finished: records.count - unfinished))
             }
-            if now >= scenario.duration && unfinished == 0 && (faults.offAt == 0 || now >= faults.offAt) { break }
+            if unfinished == 0 && now >= scenario.duration && (!disrupted || now >= lastDisruption &+ 2 &* repairSettle) { break }
         }
         endTime = now
         violations = checkInvariants()

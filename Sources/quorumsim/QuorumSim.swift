@@ -13,7 +13,7 @@ struct QuorumSim: ParsableCommand {
         commandName: "quorumsim",
         abstract: "Deterministic simulator of QuorumCoin, a cryptocurrency on a Byzantine-safe key-value store.",
         version: toolVersion,
-        subcommands: [Run.self, Replay.self, ScenarioHelp.self, Bench.self]
+        subcommands: [Run.self, Replay.self, SwarmCommand.self, Shrink.self, ScenarioHelp.self, Bench.self]
     )
 }
 
