@@ -230,3 +230,15 @@ public final class ProtocolContext {
         }
     }
 }
+
+extension Wallet.InFlight where Proof == PaymentProof {
+    /// The certified parents of this payment's inputs, one per distinct parent, in input order:
+    /// what its Prepares carry.
+    public var certifiedParents: [CertifiedPayment] {
+        var parents = [CertifiedPayment]()
+        for coin in coins where !parents.contains(where: { $0.key == coin.parent.key }) {
+            parents.append(CertifiedPayment(payment: coin.parent, proof: coin.proof))
+        }
+        return parents
+    }
+}

@@ -114,8 +114,7 @@ extension Simulator {
                 var amnesiac = Replica(id: ReplicaID(i), signer: replicaSigners[i], context: context,
                                        settings: replicas[i].settings)
                 amnesiac.receive(message, from: from, now: now, into: &out)
-                let work = amnesiac.meter.take()
-                return UInt64(work.verifies) &* scenario.crypto.verifyCost &+ UInt64(work.signs) &* scenario.crypto.signCost
+                return cpuCost(amnesiac.meter.take()) &- scenario.crypto.messageCost
             }
             replicas[i].receive(message, from: from, now: now, into: &out)
         case .voteInvalid:

@@ -156,6 +156,7 @@ struct JSONObject {
     mutating func add(raw key: String, _ value: String) { fields.append((key, value)) }
 
     func text(indent: Int) -> String {
+        guard !fields.isEmpty else { return "{}" }
         let pad = String(repeating: "  ", count: indent + 1)
         let body = fields.map { "\(pad)\(JSONObject.quote($0.0)): \($0.1)" }.joined(separator: ",\n")
         return "{\n" + body + "\n" + String(repeating: "  ", count: indent) + "}"

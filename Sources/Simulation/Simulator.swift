@@ -86,10 +86,7 @@ public final class Simulator {
             var wallet = Wallet<PaymentProof>(signer: signer, networkId: networkId)
             wallet.receive(g, proof: .genesis)
             let meter = CryptoMeter(ctx.verifier)
-            return PrincipalHost(wallet: wallet,
-                                 reader: Reader(context: ctx, meter: meter, mode: scenario.protocolSettings.validation,
-                                                retryInterval: scenario.protocolSettings.retry, timerToken: 0),
-                                 meter: meter)
+            return PrincipalHost(wallet: wallet, reader: Simulator.reader(ctx, meter, scenario), meter: meter)
         }
         cpu = [NodeCPU](repeating: NodeCPU(), count: replicaCount + w.principals)
         network = Network(settings: scenario.network, replicaCount: replicaCount, principalCount: w.principals, seed: seed)
@@ -118,6 +115,12 @@ public final class Simulator {
     }
 
     var replicaCount: Int { replicas.count }
+
+    /// A principal's reader (timer token 0), as at start and after a crash.
+    static func reader(_ context: ProtocolContext, _ meter: CryptoMeter, _ scenario: Scenario) -> Reader {
+        Reader(context: context, meter: meter, mode: scenario.protocolSettings.validation,
+               retryInterval: scenario.protocolSettings.retry, timerToken: 0)
+    }
 
     private func scheduleWorkload() {
         let w = scenario.workload
@@ -266,11 +269,7 @@ public final class Simulator {
             meter = principals[i - replicaCount].meter
         }
         cpu[i].handled += 1
-        let work = meter.take()
-        let c = scenario.crypto
-        let cost = c.messageCost &+ UInt64(work.verifies) &* c.verifyCost &+ UInt64(work.signs) &* c.signCost
-            &+ UInt64(message.encodedSize) &* c.byteCost &+ extra
-        emit(from: node, cost: cost)
+        emit(from: node, cost: cpuCost(meter.take()) &+ UInt64(message.encodedSize) &* scenario.crypto.byteCost &+ extra)
     }
 
     /// Sends what `out` holds once the node has spent `cost` on it.
@@ -315,9 +314,13 @@ public final class Simulator {
             }
             meter = principals[p].meter
         }
-        let work = meter.take()
+        emit(from: node, cost: cpuCost(meter.take()))
+    }
+
+    /// Simulated CPU for handling one input that did `work` (PROTOCOL-independent cost model).
+    func cpuCost(_ work: (verifies: Int, signs: Int)) -> UInt64 {
         let c = scenario.crypto
-        emit(from: node, cost: c.messageCost &+ UInt64(work.verifies) &* c.verifyCost &+ UInt64(work.signs) &* c.signCost)
+        return c.messageCost &+ UInt64(work.verifies) &* c.verifyCost &+ UInt64(work.signs) &* c.signCost
     }
 
     // MARK: Principals
@@ -537,11 +540,7 @@ public final class Simulator {
     /// Starts a writer for a built payment and records it.
     @discardableResult
     func launch(_ p: Int, _ entry: Wallet<PaymentProof>.InFlight, requested: UInt64, attack: Attack?) -> Int {
-        var parents = [CertifiedPayment]()
-        for coin in entry.coins where !parents.contains(where: { $0.key == coin.parent.key }) {
-            parents.append(CertifiedPayment(payment: coin.parent, proof: coin.proof))
-        }
-        return launch(p, payment: entry.payment, redeems: entry.redeems, parents: parents, requested: requested, attack: attack)
+        launch(p, payment: entry.payment, redeems: entry.redeems, parents: entry.certifiedParents, requested: requested, attack: attack)
     }
 
     @discardableResult
@@ -624,8 +623,7 @@ public final class Simulator {
         }
         principals[p].writers.removeAll()
         principals[p].audits.removeAll()
-        principals[p].reader = Reader(context: context, meter: principals[p].meter, mode: scenario.protocolSettings.validation,
-                                      retryInterval: scenario.protocolSettings.retry, timerToken: 0)
+        principals[p].reader = Simulator.reader(context, principals[p].meter, scenario)
         queue.push(.principalRecover(principal: Int32(p), keepLog: keepLog), at: principals[p].downUntil)
     }
 
@@ -638,13 +636,10 @@ public final class Simulator {
         armHandOverTimerLater(p)
         // PROTOCOL §3 step 0: finish the same payments (same keys) that the log holds.
         for entry in principals[p].wallet.inFlight {
-            var parents = [CertifiedPayment]()
-            for coin in entry.coins where !parents.contains(where: { $0.key == coin.parent.key }) {
-                parents.append(CertifiedPayment(payment: coin.parent, proof: coin.proof))
-            }
             let existing = recordIndex[entry.payment.key].map(Int.init)
             recovered.append(entry.payment.key)
-            launch(p, payment: entry.payment, redeems: entry.redeems, parents: parents, requested: now, attack: nil, existing: existing)
+            launch(p, payment: entry.payment, redeems: entry.redeems, parents: entry.certifiedParents, requested: now,
+                   attack: nil, existing: existing)
         }
         if principals[p].wallet.inFlight.isEmpty { slotFreed(p) }
     }

@@ -116,11 +116,7 @@ final class Cluster {
 
     /// Starts a writer for an in-flight payment of `payer` at client node `node`.
     func startWriter(_ entry: Wallet<PaymentProof>.InFlight, node: NodeID, variant: WriteVariant) {
-        var parents = [CertifiedPayment]()
-        for coin in entry.coins where !parents.contains(where: { $0.key == coin.parent.key }) {
-            parents.append(CertifiedPayment(payment: coin.parent, proof: coin.proof))
-        }
-        var writer = Writer(payment: entry.payment, redeems: entry.redeems, parents: parents, variant: variant,
+        var writer = Writer(payment: entry.payment, redeems: entry.redeems, parents: entry.certifiedParents, variant: variant,
                             context: context, meter: CryptoMeter(context.verifier), retryInterval: 1_000_000)
         var out = Outbox()
         writer.start(now: now, into: &out)
