@@ -28,6 +28,8 @@ public struct DomainTag: Sendable, Hashable {
     public static let group = DomainTag("qc/group")
     /// Deriving key seeds and sub-seeds from a scenario seed.
     public static let keySeed = DomainTag("qc/key")
+    /// Fingerprints of checked signatures in the verification memo.
+    public static let verifyMemo = DomainTag("qc/memo")
     /// The modelled signature scheme's MAC.
     public static let modelledSignature = DomainTag("qc/msig")
 }

@@ -3,10 +3,11 @@
 /// changes wall time only, never a result. Simulated CPU cost is charged by the caller per check,
 /// memoized or not.
 public final class MemoizingVerifier: SignatureVerifier {
+    /// A 128-bit BLAKE2b fingerprint of (key, signature, message): entries stay small, and a
+    /// false match would need a 128-bit collision.
     struct Entry: Hashable {
-        let key: PublicKey
-        let signature: Signature
-        let message: [UInt8]
+        let a: UInt64
+        let b: UInt64
     }
 
     private let inner: SignatureVerifier
@@ -22,7 +23,13 @@ public final class MemoizingVerifier: SignatureVerifier {
     }
 
     public func isValid(_ signature: Signature, of message: [UInt8], by key: PublicKey) -> Bool {
-        let entry = Entry(key: key, signature: signature, message: message)
+        let digest = Blake2b.hash(.verifyMemo, capacity: 96 + message.count) { w in
+            w.append(key)
+            w.append(signature)
+            w.append(message)
+        }
+        let words = digest.bigEndianWords
+        let entry = Entry(a: words[0], b: words[1])
         if let known = memo[entry] {
             hits += 1
             return known

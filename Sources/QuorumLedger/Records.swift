@@ -133,17 +133,16 @@ public struct PaymentBody: Hashable, Sendable {
     }
 }
 
-/// A payment record: body plus the payer's signature. Immutable; `key` is computed once.
-public struct Payment: Hashable, Sendable, CustomStringConvertible {
+/// A payment record: body plus the payer's signature. Immutable; `key` is computed once. A class,
+/// so the many messages, events and stores that hold one share it instead of copying ~170 bytes.
+public final class Payment: Hashable, Sendable, CustomStringConvertible {
     public let body: PaymentBody
     public let signature: Signature
     /// `K = H("qc/pay", body)`, where this record is stored.
     public let key: Digest
 
-    public init(body: PaymentBody, signature: Signature) {
-        self.body = body
-        self.signature = signature
-        self.key = body.key
+    public convenience init(body: PaymentBody, signature: Signature) {
+        self.init(body: body, signature: signature, key: body.key)
     }
 
     /// Builds and signs a payment.
@@ -199,15 +198,16 @@ public struct Payment: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "payment \(key) by \(payer) (\(inputs.count) in, \(outputs.count) out)" }
 
-    public static func == (a: Payment, b: Payment) -> Bool { a.key == b.key && a.signature == b.signature }
+    public static func == (a: Payment, b: Payment) -> Bool { a === b || (a.key == b.key && a.signature == b.signature) }
     public func hash(into hasher: inout Hasher) { hasher.combine(key) }
 }
 
 /// A redeem record: output (parentKey, index) is spent by the payment whose key is `spender`.
 /// Signed by the output's owner; stored at `H("qc/rdm", parentKey ‖ index)` (PROTOCOL §2).
 /// `owner` is carried so that anyone can find the owner's group from the record alone; replicas
-/// check it against the parent payment before voting.
-public struct Redeem: Hashable, Sendable, CustomStringConvertible {
+/// check it against the parent payment before voting. Immutable; a class for the same reason as
+/// `Payment`.
+public final class Redeem: Hashable, Sendable, CustomStringConvertible {
     public let version: UInt8
     public let networkId: UInt32
     public let input: InputRef
@@ -291,4 +291,14 @@ public struct Redeem: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "redeem \(key) of \(input) for \(spender)" }
+
+    public static func == (a: Redeem, b: Redeem) -> Bool {
+        a === b || (a.key == b.key && a.spender == b.spender && a.owner == b.owner && a.signature == b.signature
+                    && a.networkId == b.networkId && a.version == b.version && a.input == b.input)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(key)
+        hasher.combine(spender)
+    }
 }

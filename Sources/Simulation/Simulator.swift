@@ -17,11 +17,13 @@ public struct Progress: Sendable {
 public final class Simulator {
     public let scenario: Scenario
     let context: ProtocolContext
-    let verifier: MemoizingVerifier
+    /// The run's verifier: memoized Ed25519, or the modelled registry (cheaper than a memo).
+    let verifier: SignatureVerifier
+    private let memo: MemoizingVerifier?
     var queue = EventQueue<Event>(reserving: 1 << 16)
     var network: Network
     var replicas: [Replica]
-    let replicaSigners: [Ed25519KeyPair]
+    let replicaSigners: [any Signer]
     var principals: [PrincipalHost]
     var cpu: [NodeCPU]
     var workloadRandom: DeterministicRandom
@@ -54,12 +56,24 @@ public final class Simulator {
         let seed = scenario.seed
         let quorum = try QuorumParameters(n: topology.n, f: topology.f)
         let replicaCount = topology.replicaCount
-        replicaSigners = (0..<replicaCount).map {
-            Ed25519KeyPair(seed: KeySeed.derive(seed: seed, label: "replica", index: UInt64($0)))
-        }
         let w = scenario.workload
-        let principalSigners = (0..<w.principals).map {
-            Ed25519KeyPair(seed: KeySeed.derive(seed: seed, label: "principal", index: UInt64($0)))
+        let replicaSeeds = (0..<replicaCount).map { KeySeed.derive(seed: seed, label: "replica", index: UInt64($0)) }
+        let principalSeeds = (0..<w.principals).map { KeySeed.derive(seed: seed, label: "principal", index: UInt64($0)) }
+        let baseVerifier: SignatureVerifier
+        let principalSigners: [any Signer]
+        switch scenario.crypto.mode {
+        case .real:
+            replicaSigners = replicaSeeds.map { Ed25519KeyPair(seed: $0) }
+            principalSigners = principalSeeds.map { Ed25519KeyPair(seed: $0) }
+            baseVerifier = Ed25519Verifier()
+        case .modelled:
+            let registry = ModelledVerifier()
+            let replicaPairs = replicaSeeds.map { ModelledKeyPair(seed: $0) }
+            let principalPairs = principalSeeds.map { ModelledKeyPair(seed: $0) }
+            for pair in replicaPairs + principalPairs { registry.register(pair) }
+            replicaSigners = replicaPairs
+            principalSigners = principalPairs
+            baseVerifier = registry
         }
         let networkId = scenario.protocolSettings.networkId
         let genesisPayments = principalSigners.map { signer in
@@ -73,7 +87,8 @@ public final class Simulator {
         }
         let beacon = Blake2b.hash(.keySeed) { $0.append(seed); $0.append(Array("beacon".utf8)) }
         let assignment = try GroupAssignment(mode: topology.assignment, beacon: beacon, replicaCount: replicaCount, groupSize: topology.n)
-        verifier = MemoizingVerifier(wrapping: Ed25519Verifier())
+        memo = scenario.crypto.mode == .real ? MemoizingVerifier(wrapping: baseVerifier) : nil
+        verifier = memo ?? baseVerifier
         context = try ProtocolContext(networkId: networkId, epoch: scenario.protocolSettings.epoch, quorum: quorum,
                                       genesis: genesis, replicaKeys: replicaSigners.map(\.publicKey),
                                       assignment: assignment, verifier: verifier)
@@ -667,8 +682,8 @@ public final class Simulator {
 
     public var traceCheckpoints: [(time: UInt64, digest: UInt64)] { trace?.checkpoints ?? [] }
     public var traceDigest: UInt64 { trace?.digest ?? 0 }
-    public var verifierHits: Int { verifier.hits }
-    public var verifierMisses: Int { verifier.misses }
+    public var verifierHits: Int { memo?.hits ?? 0 }
+    public var verifierMisses: Int { memo?.misses ?? 0 }
     var networkStats: (lost: Int, cut: Int, duplicated: Int) { (network.lost, network.cut, network.duplicated) }
     var replicaRejects: Int { replicas.reduce(0) { $0 + $1.rejected } }
 }
