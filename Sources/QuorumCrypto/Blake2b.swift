@@ -49,6 +49,20 @@ public enum Blake2b {
         return out
     }
 
+    /// Keyed BLAKE2b-256 (a MAC) of `data` under a 32-byte key.
+    public static func keyed(_ key: Bytes32, _ data: [UInt8]) -> Digest {
+        Sodium.ensureReady()
+        var out = Digest.zero
+        withUnsafeMutableBytes(of: &out.storage) { o in
+            key.withUnsafeBytes { k in
+                data.withUnsafeBufferPointer { d in
+                    _ = crypto_generichash(o.mutableBytePointer, 32, d.baseAddress, UInt64(d.count), k.bytePointer, 32)
+                }
+            }
+        }
+        return out
+    }
+
     /// `BLAKE2b-256(len(tag) ‖ tag ‖ data)`.
     public static func hash(_ tag: DomainTag, _ data: [UInt8]) -> Digest {
         var writer = ByteWriter(tag: tag, capacity: data.count)

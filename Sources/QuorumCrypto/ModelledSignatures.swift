@@ -17,11 +17,9 @@ public struct ModelledKeyPair: Signer {
         Signature(r: ModelledKeyPair.mac(secret, message), s: .zero)
     }
 
+    /// Keyed BLAKE2b-256 of the message (libsodium's `crypto_generichash` with a key).
     static func mac(_ secret: Bytes32, _ message: [UInt8]) -> Bytes32 {
-        Blake2b.hash(.modelledSignature, capacity: 32 + message.count) { w in
-            w.append(secret)
-            w.append(message)
-        }
+        Blake2b.keyed(secret, message)
     }
 }
 

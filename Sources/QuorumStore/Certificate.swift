@@ -21,21 +21,56 @@ public enum RecordType: UInt8, Sendable, Hashable, CaseIterable, CustomStringCon
 
 /// The statement a replica signs when it votes: bound to network id, epoch, group, record type,
 /// key and value hash (PROTOCOL §1), so a vote cannot be replayed anywhere else.
+///
+/// A value type whose 81 bytes of fields live in one shared immutable box: statements travel in
+/// every vote and certificate, so copies are a reference, and a setter makes a new box.
 public struct VoteStatement: Hashable, Sendable {
-    public var networkId: UInt32
-    public var epoch: UInt32
-    public var group: GroupID
-    public var type: RecordType
-    public var key: Digest
-    public var valueHash: Digest
+    final class Box: Sendable {
+        let networkId: UInt32, epoch: UInt32, group: GroupID, type: RecordType, key: Digest, valueHash: Digest
+        init(_ networkId: UInt32, _ epoch: UInt32, _ group: GroupID, _ type: RecordType, _ key: Digest, _ valueHash: Digest) {
+            self.networkId = networkId; self.epoch = epoch; self.group = group
+            self.type = type; self.key = key; self.valueHash = valueHash
+        }
+    }
+    private var box: Box
 
     public init(networkId: UInt32, epoch: UInt32, group: GroupID, type: RecordType, key: Digest, valueHash: Digest) {
-        self.networkId = networkId
-        self.epoch = epoch
-        self.group = group
-        self.type = type
-        self.key = key
-        self.valueHash = valueHash
+        box = Box(networkId, epoch, group, type, key, valueHash)
+    }
+
+    public var networkId: UInt32 {
+        get { box.networkId }
+        set { box = Box(newValue, box.epoch, box.group, box.type, box.key, box.valueHash) }
+    }
+    public var epoch: UInt32 {
+        get { box.epoch }
+        set { box = Box(box.networkId, newValue, box.group, box.type, box.key, box.valueHash) }
+    }
+    public var group: GroupID {
+        get { box.group }
+        set { box = Box(box.networkId, box.epoch, newValue, box.type, box.key, box.valueHash) }
+    }
+    public var type: RecordType {
+        get { box.type }
+        set { box = Box(box.networkId, box.epoch, box.group, newValue, box.key, box.valueHash) }
+    }
+    public var key: Digest {
+        get { box.key }
+        set { box = Box(box.networkId, box.epoch, box.group, box.type, newValue, box.valueHash) }
+    }
+    public var valueHash: Digest {
+        get { box.valueHash }
+        set { box = Box(box.networkId, box.epoch, box.group, box.type, box.key, newValue) }
+    }
+
+    public static func == (a: VoteStatement, b: VoteStatement) -> Bool {
+        a.box === b.box || (a.key == b.key && a.valueHash == b.valueHash && a.type == b.type && a.group == b.group
+                            && a.epoch == b.epoch && a.networkId == b.networkId)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(key)
+        hasher.combine(valueHash)
     }
 
     public static let encodedSize = 4 + 4 + 8 + 1 + 32 + 32
@@ -78,14 +113,40 @@ public struct Vote: Hashable, Sendable {
     }
 }
 
-/// ≥ W votes from distinct members of the right group on one statement.
+/// ≥ W votes from distinct members of the right group on one statement. A value type over a
+/// shared immutable box: the replicas that store a record share its certificate.
 public struct Certificate: Hashable, Sendable {
-    public var statement: VoteStatement
-    public var votes: [Vote]
+    final class Box: Sendable {
+        let statement: VoteStatement
+        let votes: [Vote]
+        init(_ statement: VoteStatement, _ votes: [Vote]) {
+            self.statement = statement
+            self.votes = votes
+        }
+    }
+    private var box: Box
 
     public init(statement: VoteStatement, votes: [Vote]) {
-        self.statement = statement
-        self.votes = votes
+        box = Box(statement, votes)
+    }
+
+    public var statement: VoteStatement {
+        get { box.statement }
+        set { box = Box(newValue, box.votes) }
+    }
+
+    public var votes: [Vote] {
+        get { box.votes }
+        set { box = Box(box.statement, newValue) }
+    }
+
+    public static func == (a: Certificate, b: Certificate) -> Bool {
+        a.box === b.box || (a.statement == b.statement && a.votes == b.votes)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(statement)
+        hasher.combine(votes.count)
     }
 
     /// Votes a certificate may carry at most (also the decoder's cap): a group has ≤ 255 members.

@@ -53,6 +53,8 @@ public struct Replica {
 
     /// Keys of payments whose certificates this replica has checked.
     private var verifiedPayments: Set<Digest> = []
+    /// Redeems (key → spender) whose certificates this replica has checked.
+    private var verifiedRedeems: [Digest: Digest] = [:]
     /// Our own vote signatures, so a re-sent Prepare gets the same vote without signing again.
     private var signatures: [Digest: (VoteStatement, Signature)] = [:]
     /// Per group peer: keys of stored records not yet acknowledged by that peer, oldest first.
@@ -175,9 +177,7 @@ public struct Replica {
                   case .certificate = certified.proof else {
                 return reject(.payment, key, .invalid, to: sender, into: &out)
             }
-            do { try context.verify(certified, meter: meter, verified: &verifiedPayments) } catch {
-                return reject(.payment, key, .invalid, to: sender, into: &out)
-            }
+            guard verifyRedeem(certified) else { return reject(.payment, key, .invalid, to: sender, into: &out) }
         }
         if durable.voted[key] == nil, durable.store[key] == nil { durable.voted[key] = .payment(payment) }
         vote(.payment, key: key, valueHash: key, group: group, to: sender, into: &out)
@@ -237,6 +237,14 @@ public struct Replica {
         return true
     }
 
+    /// Checks a certified redeem once per (key, spender): a certified value never changes.
+    private mutating func verifyRedeem(_ certified: CertifiedRedeem) -> Bool {
+        if verifiedRedeems[certified.key] == certified.redeem.spender { return true }
+        do { try context.verify(certified, meter: meter, verified: &verifiedPayments) } catch { return false }
+        verifiedRedeems[certified.key] = certified.redeem.spender
+        return true
+    }
+
     /// Locks every key to `valueHash`, or none if any is locked to another value.
     private mutating func lock(_ keys: [Digest], to valueHash: Digest) -> Bool {
         for key in keys {
@@ -273,7 +281,12 @@ public struct Replica {
         if durable.store[key] != nil { return true }
         let group = context.group(of: record.principal)
         guard group.contains(id) else { return false }
-        do { try context.verify(record, meter: meter, verified: &verifiedPayments) } catch { return false }
+        switch record {
+        case let .redeem(r):
+            guard verifyRedeem(r) else { return false }
+        case .payment:
+            do { try context.verify(record, meter: meter, verified: &verifiedPayments) } catch { return false }
+        }
         durable.store[key] = record
         durable.voted[key] = nil
         signatures[key] = nil

@@ -60,7 +60,7 @@ extension Simulator {
             let redeem = Redeem.signed(networkId: networkId, input: coin.input, spender: Digest(word: nonce), by: me)
             out.removeAll()
             out.send(.prepareRedeem(redeem, parent: coinParent), to: target)
-            emit(from: node(ofPrincipal: p), cost: scenario.crypto.signCost)
+            emit(from: node(ofPrincipal: p), cost: costs.signCost)
         case .theft:
             let victim = (p + 1 + attackRandom.uniform(below: max(1, principals.count - 1))) % principals.count
             let loot = context.genesis.payments[victim]
@@ -83,7 +83,7 @@ extension Simulator {
             guard let last = principals[p].lastSent else { return false }
             out.removeAll()
             for _ in 0..<3 { out.send(last.message, to: last.to) }
-            emit(from: node(ofPrincipal: p), cost: scenario.crypto.messageCost)
+            emit(from: node(ofPrincipal: p), cost: costs.messageCost)
         case .crash, .crashNoLog:
             // An honest payment, interrupted when its certificate forms (between writes).
             principals[p].crashAtCertificate = attack == .crash
@@ -122,7 +122,7 @@ extension Simulator {
         let forged = CertifiedPayment(payment: payment, proof: .certificate(Certificate(statement: s, votes: votes)))
         out.removeAll()
         out.send(.commit([.payment(forged)]), to: group.members)
-        emit(from: node(ofPrincipal: p), cost: scenario.crypto.signCost)
+        emit(from: node(ofPrincipal: p), cost: costs.signCost)
     }
 
     /// Random and mutated encodings, straight to the group's replicas as bytes.

@@ -12,6 +12,8 @@ struct FaultLayer {
     let offAt: UInt64
     /// The last certified record each faulty replica was asked to store (for `other-key` lies).
     var lastRecord: [Int: StoredRecord] = [:]
+    /// `flags[i]`: replica i has a fault (an array, so honest replicas cost one load per message).
+    private var flags: [Bool] = []
 
     static let none = FaultLayer(mutant: .none, offAt: 0)
 
@@ -45,6 +47,7 @@ struct FaultLayer {
                 }
                 replicas[id] = spec
             }
+            flags = (0..<replicaCount).map { replicas[$0] != nil }
         }
         for spec in settings.principals {
             var chosen = spec.principals
@@ -59,7 +62,7 @@ struct FaultLayer {
 
     /// The behaviour of replica `i` in force at `now` (nil: honest now).
     func behaviour(_ i: Int, at now: UInt64) -> Scenario.ReplicaFault? {
-        guard let spec = replicas[i], offAt == 0 || now < offAt else { return nil }
+        guard i < flags.count, flags[i], let spec = replicas[i], offAt == 0 || now < offAt else { return nil }
         switch spec.behaviour {
         case .crash: return now >= spec.at ? spec : nil
         case .crashRecover: return now >= spec.at && now < spec.recover ? spec : nil
@@ -69,14 +72,14 @@ struct FaultLayer {
 
     /// Byzantine (not merely crashed or slow) replicas: their votes and stores prove nothing.
     func isByzantine(_ i: Int) -> Bool {
-        guard let b = replicas[i]?.behaviour else { return false }
+        guard i < flags.count, flags[i], let b = replicas[i]?.behaviour else { return false }
         switch b {
         case .crash, .crashRecover, .slow: return false
         default: return true
         }
     }
 
-    func isFaulty(_ i: Int) -> Bool { replicas[i] != nil }
+    func isFaulty(_ i: Int) -> Bool { i < flags.count && flags[i] }
 
     func attacks(of p: Int, at now: UInt64) -> [Scenario.PrincipalAttack] {
         guard offAt == 0 || now < offAt else { return [] }
@@ -114,7 +117,7 @@ extension Simulator {
                 var amnesiac = Replica(id: ReplicaID(i), signer: replicaSigners[i], context: context,
                                        settings: replicas[i].settings)
                 amnesiac.receive(message, from: from, now: now, into: &out)
-                return cpuCost(amnesiac.meter.take()) &- scenario.crypto.messageCost
+                return cpuCost(amnesiac.meter.take()) &- costs.messageCost
             }
             replicas[i].receive(message, from: from, now: now, into: &out)
         case .voteInvalid:

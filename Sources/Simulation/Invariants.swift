@@ -28,14 +28,17 @@ final class InvariantChecker {
     /// Payments each honest principal accepted.
     private var accepted: [(principal: Int, record: CertifiedPayment, time: UInt64)] = []
     private var reads: [Digest: [(start: UInt64, end: UInt64, found: Bool)]] = [:]
-    private var seenCommit = Set<Digest>()
-    /// Certified redeem records as first seen, by fingerprint of (key, spender).
-    private(set) var redeemRecords: [Digest: CertifiedRedeem] = [:]
+    /// Certified redeem records as first seen, by (key, spender).
+    private(set) var redeemRecords: [RedeemClaim: CertifiedRedeem] = [:]
     private(set) var violations: [Violation] = []
     private var reported = Set<String>()
 
     struct VoteKey: Hashable { let replica: ReplicaID; let key: Digest }
-    struct RedeemClaim: Hashable { let key: Digest; let spender: Digest }
+    struct RedeemClaim: Hashable, Comparable {
+        let key: Digest
+        let spender: Digest
+        static func < (a: RedeemClaim, b: RedeemClaim) -> Bool { (a.key, a.spender) < (b.key, b.spender) }
+    }
 
     init(context: ProtocolContext) {
         self.context = context
@@ -53,7 +56,8 @@ final class InvariantChecker {
     func observe(_ message: Message, from: NodeID, honestSender: Bool, at time: UInt64) {
         switch message {
         case let .vote(statement, vote):
-            guard honestSender, vote.replica == from.raw else { return }
+            // Only redeem keys can have two values: a payment's key is the hash of its value.
+            guard honestSender, statement.type == .redeem, vote.replica == from.raw else { return }
             let key = VoteKey(replica: vote.replica, key: statement.key)
             if let earlier = votes[key] {
                 if earlier != statement.valueHash {
@@ -97,13 +101,9 @@ final class InvariantChecker {
             payments[p.key] = (p, time)
             paymentOrder.append(p.key)
         case let .redeem(r):
-            let fingerprint = Blake2b.hash(.redeemValue, r.key.bytes + r.redeem.spender.bytes)
-            guard seenCommit.insert(fingerprint).inserted else { return }
-            guard (try? context.verify(r, meter: meter, verified: &verified)) != nil else {
-                seenCommit.remove(fingerprint)
-                return
-            }
-            redeemRecords[fingerprint] = r
+            let fact = RedeemClaim(key: r.key, spender: r.redeem.spender)
+            guard redeemRecords[fact] == nil, (try? context.verify(r, meter: meter, verified: &verified)) != nil else { return }
+            redeemRecords[fact] = r
             if case let .batch(p) = r.proof { record(.payment(p), at: time) }
             if case .certificate = r.proof {
                 // A redeem certificate is W votes for "k is spent by this spender".

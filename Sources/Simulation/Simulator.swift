@@ -16,6 +16,15 @@ public struct Progress: Sendable {
 /// around them and an invariant checker watching them.
 public final class Simulator {
     public let scenario: Scenario
+    // Hot settings copied out of `scenario`: reading a field of the whole struct copies it
+    // (retaining every array inside), which cost 4% of a run.
+    let costs: Scenario.CryptoSettings
+    let retry: UInt64
+    let duration: UInt64
+    let groupSize: Int
+    let partitioned: Bool
+    let principalCount: Int
+    let inFlightLimit: Int
     let context: ProtocolContext
     /// The run's verifier: memoized Ed25519, or the modelled registry (cheaper than a memo).
     let verifier: SignatureVerifier
@@ -52,6 +61,13 @@ public final class Simulator {
     /// Builds every replica, principal, genesis payment, fault and the initial events.
     public init(scenario: Scenario, traceEvery: UInt64 = 0) throws {
         self.scenario = scenario
+        costs = scenario.crypto
+        retry = scenario.protocolSettings.retry
+        duration = scenario.duration
+        groupSize = scenario.topology.n
+        partitioned = scenario.topology.assignment == .partitioned
+        principalCount = scenario.workload.principals
+        inFlightLimit = max(1, scenario.workload.inFlight)
         let topology = scenario.topology
         let seed = scenario.seed
         let quorum = try QuorumParameters(n: topology.n, f: topology.f)
@@ -191,7 +207,7 @@ public final class Simulator {
                 progress?(Progress(simulatedTime: now, horizon: horizon, events: events, issued: records.count,
                                    finished: records.count - unfinished))
             }
-            if unfinished == 0 && now >= scenario.duration && (!disrupted || now >= lastDisruption &+ 2 &* repairSettle) { break }
+            if unfinished == 0 && now >= duration && (!disrupted || now >= lastDisruption &+ 2 &* repairSettle) { break }
         }
         endTime = now
         violations = checkInvariants()
@@ -199,34 +215,34 @@ public final class Simulator {
 
     private func handle(_ event: Event) {
         switch event {
-        case let .deliver(from, to, message):
-            arrive(message, from: from, at: to)
+        case let .deliver(from, to, message, size):
+            arrive(message, size: size, from: from, at: to)
         case let .timer(node, token):
             timer(node: node, token: token)
         case let .cpuFree(node):
             cpu[Int(node.raw)].wakeScheduled = false
             drainInbox(node)
         case .arrival:
-            guard now < scenario.duration, !issueLimitReached else { return }
-            let p = workloadRandom.uniform(below: scenario.workload.principals)
+            guard now < duration, !issueLimitReached else { return }
+            let p = workloadRandom.uniform(below: principalCount)
             issue(principal: p, requested: now)
             queue.push(.arrival, at: nextArrival(after: now))
         case let .issue(principal, requested):
-            guard now < scenario.duration, !issueLimitReached else { return }
+            guard now < duration, !issueLimitReached else { return }
             issue(principal: Int(principal), requested: requested)
         case let .deliverBytes(from, to, bytes):
             let i = Int(to.raw)
             guard i < replicaCount, faults.behaviour(i, at: now) == nil else { return }
             out.removeAll()
             replicas[i].receive(bytes: bytes, from: from, now: now, into: &out)
-            emit(from: to, cost: scenario.crypto.messageCost &+ UInt64(bytes.count) &* scenario.crypto.byteCost)
+            emit(from: to, cost: costs.messageCost &+ UInt64(bytes.count) &* costs.byteCost)
         case let .restart(replica):
             restart(Int(replica))
         case let .principalRecover(p, keepLog):
             recoverPrincipal(Int(p), keepLog: keepLog)
         case .auditRead:
             auditRead()
-            if now < scenario.duration {
+            if now < duration {
                 queue.push(.auditRead, at: now &+ UInt64(workloadRandom.exponential(mean: 1e9 / scenario.faults.auditReads)))
             }
         case let .secondSpend(p, slot):
@@ -240,14 +256,14 @@ public final class Simulator {
 
     // MARK: CPU model
 
-    private func arrive(_ message: Message, from: NodeID, at node: NodeID) {
+    private func arrive(_ message: Message, size: Int32, from: NodeID, at node: NodeID) {
         let i = Int(node.raw)
         if i >= replicaCount, principals[i - replicaCount].downUntil > now { return }  // crashed principal
         if cpu[i].busyUntil > now || !cpu[i].isEmpty {
-            cpu[i].push(from, message)
+            cpu[i].push(from, message, size)
             scheduleWake(node)
         } else {
-            process(message, from: from, at: node)
+            process(message, size: size, from: from, at: node)
         }
     }
 
@@ -260,16 +276,16 @@ public final class Simulator {
 
     private func drainInbox(_ node: NodeID) {
         let i = Int(node.raw)
-        guard cpu[i].busyUntil <= now, let (from, message) = cpu[i].pop() else {
+        guard cpu[i].busyUntil <= now, let (from, message, size) = cpu[i].pop() else {
             if !cpu[i].isEmpty { scheduleWake(node) }
             return
         }
-        process(message, from: from, at: node)
+        process(message, size: size, from: from, at: node)
         if !cpu[i].isEmpty { scheduleWake(node) }
     }
 
     /// Runs one message through the node's state machine and charges its CPU for the work.
-    private func process(_ message: Message, from: NodeID, at node: NodeID) {
+    private func process(_ message: Message, size: Int32, from: NodeID, at node: NodeID) {
         out.removeAll()
         let i = Int(node.raw)
         let meter: CryptoMeter
@@ -277,14 +293,14 @@ public final class Simulator {
         if i < replicaCount {
             extra = replicaReceive(i, message, from: from)
             meter = replicas[i].meter
-            let g = scenario.topology.assignment == .partitioned ? i / scenario.topology.n : i
+            let g = partitioned ? i / groupSize : i
             metrics.load[metrics.index(now) * metrics.loadGroups + g] += 1
         } else {
             principalReceive(message, from: from, principal: i - replicaCount)
             meter = principals[i - replicaCount].meter
         }
         cpu[i].handled += 1
-        emit(from: node, cost: cpuCost(meter.take()) &+ UInt64(message.encodedSize) &* scenario.crypto.byteCost &+ extra)
+        emit(from: node, cost: cpuCost(meter.take()) &+ UInt64(size) &* costs.byteCost &+ extra)
     }
 
     /// Sends what `out` holds once the node has spent `cost` on it.
@@ -300,8 +316,8 @@ public final class Simulator {
             checker.observe(message, from: node, honestSender: honest, at: done)
             if i >= replicaCount { principals[i - replicaCount].lastSent = (to, message) }
             guard let (first, second) = network.deliveries(from: node, to: to, size: size, at: done) else { continue }
-            queue.push(.deliver(from: node, to: to, message: message), at: first)
-            if let second { queue.push(.deliver(from: node, to: to, message: message), at: second) }
+            queue.push(.deliver(from: node, to: to, message: message, size: Int32(truncatingIfNeeded: size)), at: first)
+            if let second { queue.push(.deliver(from: node, to: to, message: message, size: Int32(truncatingIfNeeded: size)), at: second) }
         }
         for t in out.timers { queue.push(.timer(node: node, token: t.token), at: max(t.at, done)) }
         out.removeAll()
@@ -334,7 +350,7 @@ public final class Simulator {
 
     /// Simulated CPU for handling one input that did `work` (PROTOCOL-independent cost model).
     func cpuCost(_ work: (verifies: Int, signs: Int)) -> UInt64 {
-        let c = scenario.crypto
+        let c = costs
         return c.messageCost &+ UInt64(work.verifies) &* c.verifyCost &+ UInt64(work.signs) &* c.signCost
     }
 
@@ -483,7 +499,7 @@ public final class Simulator {
     func armHandOverTimer(_ p: Int) {
         guard !principals[p].handOverTimerArmed, !principals[p].handOvers.isEmpty else { return }
         principals[p].handOverTimerArmed = true
-        out.setTimer(at: now &+ scenario.protocolSettings.retry, token: Simulator.handOverTimer)
+        out.setTimer(at: now &+ retry, token: Simulator.handOverTimer)
     }
 
     private func markCertified(_ index: Int, _ certified: CertifiedPayment) {
@@ -517,7 +533,7 @@ public final class Simulator {
             principals[p].deferred.append(requested)
             return
         }
-        guard principals[p].writers.count < max(1, w.inFlight) else {
+        guard principals[p].writers.count < inFlightLimit else {
             principals[p].deferred.append(requested)
             return
         }
@@ -566,11 +582,11 @@ public final class Simulator {
         var writer: Writer
         if let certifiedRedeems {
             writer = Writer(payment: payment, certifiedRedeems: certifiedRedeems, parents: parents, context: context,
-                            meter: principals[p].meter, retryInterval: scenario.protocolSettings.retry, timerToken: token)
+                            meter: principals[p].meter, retryInterval: retry, timerToken: token)
         } else {
             writer = Writer(payment: payment, redeems: redeems, parents: parents,
                             variant: scenario.protocolSettings.variant, context: context, meter: principals[p].meter,
-                            retryInterval: scenario.protocolSettings.retry, timerToken: token)
+                            retryInterval: retry, timerToken: token)
         }
         out.removeAll()
         writer.start(now: now, into: &out)
@@ -601,7 +617,7 @@ public final class Simulator {
         }
         principals[p].writers.append((token, writer, Int32(index), parents))
         // Building the payment signed it and its redeems.
-        let c = scenario.crypto
+        let c = costs
         emit(from: node(ofPrincipal: p), cost: c.messageCost &+ UInt64(1 + redeems.count) &* c.signCost)
         return index
     }
@@ -675,7 +691,7 @@ public final class Simulator {
         out.removeAll()
         let request = principals[reader].reader.read(.payment, key: key, at: context.group(of: payer), now: now, into: &out)
         principals[reader].audits[request] = (key, now)
-        emit(from: node(ofPrincipal: reader), cost: scenario.crypto.messageCost)
+        emit(from: node(ofPrincipal: reader), cost: costs.messageCost)
     }
 
     // MARK: Results
@@ -706,8 +722,8 @@ struct TraceDigest {
     mutating func record(time: UInt64, event: Event) {
         mix(time)
         switch event {
-        case let .deliver(from, to, message):
-            mix(1); mix(UInt64(from.raw) << 32 | UInt64(to.raw)); mix(UInt64(message.kindIndex) << 32 | UInt64(message.encodedSize))
+        case let .deliver(from, to, message, size):
+            mix(1); mix(UInt64(from.raw) << 32 | UInt64(to.raw)); mix(UInt64(message.kindIndex) << 32 | UInt64(UInt32(bitPattern: size)))
         case let .timer(node, token):
             mix(2); mix(UInt64(node.raw)); mix(token)
         case let .cpuFree(node):

@@ -4,7 +4,7 @@ import QuorumStore
 
 /// What the event queue holds. Enum-typed (no closures) so dispatch is a switch.
 enum Event {
-    case deliver(from: NodeID, to: NodeID, message: Message)
+    case deliver(from: NodeID, to: NodeID, message: Message, size: Int32)
     case timer(node: NodeID, token: UInt64)
     /// A node's CPU finished its current message; take the next from its inbox.
     case cpuFree(node: NodeID)
@@ -27,16 +27,16 @@ enum Event {
 /// One node's CPU: busy until some time, with an inbox of messages that arrived meanwhile.
 struct NodeCPU {
     var busyUntil: UInt64 = 0
-    var inbox: [(from: NodeID, message: Message)] = []
+    var inbox: [(from: NodeID, message: Message, size: Int32)] = []
     var head = 0
     var wakeScheduled = false
     var handled = 0
 
     var isEmpty: Bool { head == inbox.count }
 
-    mutating func push(_ from: NodeID, _ message: Message) { inbox.append((from, message)) }
+    mutating func push(_ from: NodeID, _ message: Message, _ size: Int32) { inbox.append((from, message, size)) }
 
-    mutating func pop() -> (from: NodeID, message: Message)? {
+    mutating func pop() -> (from: NodeID, message: Message, size: Int32)? {
         guard head < inbox.count else { return nil }
         let item = inbox[head]
         head += 1
