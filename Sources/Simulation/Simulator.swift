@@ -57,6 +57,10 @@ public final class Simulator {
     /// Simulated time the run ended.
     var endTime: UInt64 = 0
     var violations: [Violation] = []
+    /// Signatures made so far (for `signatureWork`).
+    var signsMade = 0
+    /// Signature checks requested by nodes (memoized or not).
+    var verifierCalls = 0
 
     /// Builds every replica, principal, genesis payment, fault and the initial events.
     public init(scenario: Scenario, traceEvery: UInt64 = 0) throws {
@@ -350,6 +354,8 @@ public final class Simulator {
 
     /// Simulated CPU for handling one input that did `work` (PROTOCOL-independent cost model).
     func cpuCost(_ work: (verifies: Int, signs: Int)) -> UInt64 {
+        signsMade &+= work.signs
+        verifierCalls &+= work.verifies
         let c = costs
         return c.messageCost &+ UInt64(work.verifies) &* c.verifyCost &+ UInt64(work.signs) &* c.signCost
     }
@@ -617,6 +623,7 @@ public final class Simulator {
         }
         principals[p].writers.append((token, writer, Int32(index), parents))
         // Building the payment signed it and its redeems.
+        signsMade &+= 1 + redeems.count
         let c = costs
         emit(from: node(ofPrincipal: p), cost: c.messageCost &+ UInt64(1 + redeems.count) &* c.signCost)
         return index
@@ -698,6 +705,7 @@ public final class Simulator {
 
     public var traceCheckpoints: [(time: UInt64, digest: UInt64)] { trace?.checkpoints ?? [] }
     public var traceDigest: UInt64 { trace?.digest ?? 0 }
+    var memoMisses: Int? { memo?.misses }
     public var verifierHits: Int { memo?.hits ?? 0 }
     public var verifierMisses: Int { memo?.misses ?? 0 }
     var networkStats: (lost: Int, cut: Int, duplicated: Int) { (network.lost, network.cut, network.duplicated) }
