@@ -455,11 +455,9 @@ public final class Simulator {
             case let .certified(certified):
                 markCertified(index, certified)
                 if let keepLog = principals[p].crashAtCertificate {
-                    // Crash between writes: the certificate exists, its commit never leaves.
-                    out.removeMessages { _, message in
-                        if case .commit = message { return true }
-                        return false
-                    }
+                    // Crash between writes: the certificate exists, but nothing this step
+                    // produced (its commit included) leaves the crashed payer.
+                    out.removeAll()
                     crashPrincipal(p, keepLog: keepLog)
                     return
                 }
