@@ -159,10 +159,14 @@ final class InvariantChecker {
         // S1 for payments holds by construction (K is the hash of the value); S2: one spender per output.
         var spentBy = [InputRef: Digest]()
         var fees: [UInt64] = []
+        /// Certified payments that break S4, S5, S6 or S7 themselves.
+        var invalid = Set<Digest>()
         for key in paymentOrder {
             guard let (record, seen) = payments[key] else { continue }
             let p = record.payment
             if genesis.contains(key) { continue }
+            let before = violations.count
+            defer { if violations[before...].contains(where: { $0.invariant != "S2" }) { invalid.insert(key) } }
             if p.inputs.isEmpty { violate("S6", seen, "zero-input payment \(key) certified outside genesis") }
             var inputAmounts = [UInt64]()
             for input in p.inputs {
@@ -194,12 +198,6 @@ final class InvariantChecker {
             fees.append(p.body.fee)
         }
         // S7: no certified payment has an invalid ancestor (one breaking S4, S5 or S6, or missing).
-        var invalid = Set<Digest>()
-        for v in violations where ["S4", "S5", "S6", "S7"].contains(v.invariant) {
-            if let key = paymentOrder.first(where: { v.detail.contains("payment \($0)") || v.detail.contains("zero-input payment \($0)") }) {
-                invalid.insert(key)
-            }
-        }
         var tainted = invalid
         var changed = true
         while changed {  // a fixpoint over the DAG, bounded by its size
