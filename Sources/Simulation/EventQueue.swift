@@ -57,35 +57,47 @@ struct EventQueue<Payload> {
     }
 
     private mutating func siftUp(_ start: Int) {
-        var i = start
-        let item = heap[i]
-        while i > 0 {
-            let parent = (i - 1) >> 2
-            guard item < heap[parent] else { break }
-            heap[i] = heap[parent]
-            i = parent
+        heap.withUnsafeMutableBufferPointer { h in
+            var i = start
+            let item = h[i]
+            while i > 0 {
+                let parent = (i - 1) >> 2
+                guard item < h[parent] else { break }
+                h[i] = h[parent]
+                i = parent
+            }
+            h[i] = item
         }
-        heap[i] = item
     }
 
+    /// Floyd's bottom-up sift-down: walk the hole at `start` down to a leaf along the smaller
+    /// child (one comparison per child, none against the moving item), then sift the item up
+    /// from there. The item (taken from the heap's end) usually belongs near the bottom.
     private mutating func siftDown(_ start: Int) {
-        var i = start
-        let item = heap[i]
-        let n = heap.count
-        while true {
-            let first = 4 * i + 1
-            guard first < n else { break }
-            var best = first
-            let end = min(first + 4, n)
-            var c = first + 1
-            while c < end {
-                if heap[c] < heap[best] { best = c }
-                c += 1
+        heap.withUnsafeMutableBufferPointer { h in
+            let n = h.count
+            let item = h[start]
+            var i = start
+            while true {
+                let first = 4 * i + 1
+                guard first < n else { break }
+                var best = first
+                let end = min(first + 4, n)
+                var c = first + 1
+                while c < end {
+                    if h[c] < h[best] { best = c }
+                    c += 1
+                }
+                h[i] = h[best]
+                i = best
             }
-            guard heap[best] < item else { break }
-            heap[i] = heap[best]
-            i = best
+            while i > start {
+                let parent = (i - 1) >> 2
+                guard item < h[parent] else { break }
+                h[i] = h[parent]
+                i = parent
+            }
+            h[i] = item
         }
-        heap[i] = item
     }
 }
