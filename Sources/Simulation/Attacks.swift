@@ -34,7 +34,7 @@ extension Simulator {
             principals[p].pendingSpends.append(e2)
             // Half the time both race at once (the replicas split), else the second comes up to 2 s later.
             let delay = attackRandom.chance(0.5) ? 0 : attackRandom.uniform(below: 2 * Time.second)
-            queue.push(.secondSpend(principal: Int32(p), slot: 0), at: now &+ delay)
+            queue.push(.secondSpend(principal: Int32(p)), at: now &+ delay)
         case .reuseRedeem:
             // A second payment citing the certified redeems of the payer's last payment.
             guard let (last, parents) = principals[p].lastCommitted, case .certificate = last.proof else { return false }
@@ -94,7 +94,7 @@ extension Simulator {
         return true
     }
 
-    func startSecondSpend(_ p: Int, slot: Int) {
+    func startSecondSpend(_ p: Int) {
         guard !principals[p].pendingSpends.isEmpty, principals[p].downUntil <= now else { return }
         let entry = principals[p].pendingSpends.removeFirst()
         launch(p, entry, requested: now, attack: .doubleSpend)

@@ -85,8 +85,6 @@ struct FaultLayer {
         guard offAt == 0 || now < offAt else { return [] }
         return attackers[p] ?? []
     }
-
-    var isByzantinePrincipal: Set<Int> { Set(attackers.keys) }
 }
 
 extension Simulator {

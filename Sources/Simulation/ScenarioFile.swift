@@ -355,8 +355,6 @@ public struct ScenarioFile {
         ScenarioError(file: file, field: field, line: node.mark.map { $0.line }, expected: expected)
     }
 
-    private func scalar(_ node: Node, _ key: String) -> Node? { node[key] }
-
     private func string(_ node: Node, _ path: String, key: String? = nil) throws(ScenarioError) -> String? {
         guard let v = node[key ?? path] else { return nil }
         guard let s = v.string else { throw fail(v, path, "a string") }

@@ -249,8 +249,8 @@ public final class Simulator {
             if now < duration {
                 queue.push(.auditRead, at: now &+ UInt64(workloadRandom.exponential(mean: 1e9 / scenario.faults.auditReads)))
             }
-        case let .secondSpend(p, slot):
-            startSecondSpend(Int(p), slot: Int(slot))
+        case let .secondSpend(p):
+            startSecondSpend(Int(p))
         }
     }
 
@@ -303,7 +303,6 @@ public final class Simulator {
             principalReceive(message, from: from, principal: i - replicaCount)
             meter = principals[i - replicaCount].meter
         }
-        cpu[i].handled += 1
         emit(from: node, cost: cpuCost(meter.take()) &+ UInt64(size) &* costs.byteCost &+ extra)
     }
 
@@ -746,8 +745,8 @@ struct TraceDigest {
             mix(8); mix(UInt64(UInt32(bitPattern: p))); mix(keep ? 1 : 0)
         case .auditRead:
             mix(9)
-        case let .secondSpend(p, slot):
-            mix(10); mix(UInt64(UInt32(bitPattern: p)) << 32 | UInt64(UInt32(bitPattern: slot)))
+        case let .secondSpend(p):
+            mix(10); mix(UInt64(UInt32(bitPattern: p)))
         }
         count &+= 1
         if count % every == 0 { checkpoints.append((time, digest)) }

@@ -21,7 +21,7 @@ enum Event {
     /// An audit read of a random certified payment.
     case auditRead
     /// The second half of a double spend, started later than the first.
-    case secondSpend(principal: Int32, slot: Int32)
+    case secondSpend(principal: Int32)
 }
 
 /// One node's CPU: busy until some time, with an inbox of messages that arrived meanwhile.
@@ -30,7 +30,6 @@ struct NodeCPU {
     var inbox: [(from: NodeID, message: Message, size: Int32)] = []
     var head = 0
     var wakeScheduled = false
-    var handled = 0
 
     var isEmpty: Bool { head == inbox.count }
 

@@ -17,9 +17,10 @@ struct QuorumSim: ParsableCommand {
     )
 }
 
-/// Standard error, for banners, progress and errors (results go to files).
-func note(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+/// Standard error, for banners, progress and errors (results go to files). The progress line
+/// passes `terminator: false` to overwrite itself.
+func note(_ text: String, terminator: Bool = true) {
+    FileHandle.standardError.write(Data((text + (terminator ? "\n" : "")).utf8))
 }
 
 struct Run: ParsableCommand {
@@ -182,10 +183,6 @@ func write(_ text: String, to folder: String, _ name: String) throws {
 
 func seconds(_ d: Duration) -> Double {
     Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-}
-
-func note(_ text: String, terminator: Bool) {
-    FileHandle.standardError.write(Data((text + (terminator ? "\n" : "")).utf8))
 }
 
 /// Peak resident memory of this process (Linux VmHWM), in MiB.
