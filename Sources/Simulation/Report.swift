@@ -9,6 +9,10 @@ public struct RunReport {
     public var latencyCSV: String
     public var summaryJSON: String
     public var violationsCSV: String
+    /// Confirm-latency quantiles of the payments issued in the steady window.
+    public var latencyCDFCSV: String
+    /// Payee validation time by payment depth (empty for the baselines).
+    public var validationCSV: String
     public var violations: [Violation]
     public var payments: Int
     public var certified: Int
@@ -18,6 +22,61 @@ public struct RunReport {
     public var simulatedTime: UInt64
     public var p50: UInt64?
     public var p99: UInt64?
+    /// Confirmed payments per simulated second in the steady window.
+    public var steadyThroughput: String
+}
+
+/// The measurement window of every system: payments confirmed during [duration/5, duration)
+/// give the throughput, payments issued then give the latencies. The first fifth is warm-up
+/// (empty queues, no history); the drain after `duration` only finishes stragglers.
+public struct SteadyState {
+    public let start: UInt64
+    public let end: UInt64
+    public private(set) var confirmedInWindow = 0
+    public private(set) var issuedInWindow = 0
+    /// Confirm latencies of payments issued in the window, sorted.
+    public private(set) var latencies: [UInt64] = []
+
+    public init<S: Sequence>(duration: UInt64, outcomes: S) where S.Element == (issued: UInt64, confirmed: UInt64) {
+        start = duration / 5
+        end = max(duration, start + 1)
+        for (issued, confirmed) in outcomes {
+            if confirmed != PaymentRecord.never, confirmed >= start, confirmed < end { confirmedInWindow += 1 }
+            guard issued >= start, issued < end else { continue }
+            issuedInWindow += 1
+            if confirmed != PaymentRecord.never { latencies.append(confirmed &- issued) }
+        }
+        latencies.sort()
+    }
+
+    public var throughput: String { fixed(UInt64(confirmedInWindow) * Time.second, end - start, 3) }
+
+    func json(offered: Double) -> String {
+        var o = JSONObject()
+        o.add(raw: "window_s", "[\(fixed(start, Time.second, 3)), \(fixed(end, Time.second, 3))]")
+        o.add(raw: "offered_per_s", "\(offered)")
+        o.add(raw: "confirmed_per_s", throughput)
+        o.add("issued_in_window", issuedInWindow)
+        o.add("unconfirmed_of_issued", issuedInWindow - latencies.count)
+        var lat = JSONObject()
+        for (name, permille) in [("p50", 500), ("p90", 900), ("p99", 990), ("p999", 999)] {
+            lat.add(raw: name, quantile(latencies, permille).map { fixed($0, Time.millisecond, 3) } ?? "null")
+        }
+        lat.add(raw: "max", latencies.last.map { fixed($0, Time.millisecond, 3) } ?? "null")
+        o.add(raw: "confirm_latency_ms", lat.text(indent: 2))
+        return o.text(indent: 1)
+    }
+
+    /// `permille,confirm_ms`: quantiles 0, 1, …, 100 % and 99.5, 99.9 %, nearest rank.
+    var cdfCSV: String {
+        var csv = "permille,confirm_ms\n"
+        let points = Array(stride(from: 0, through: 990, by: 10)) + [995, 999, 1000]
+        for p in points {
+            guard let v = quantile(latencies, max(1, p)) else { break }
+            csv += "\(p),\(fixed(v, Time.millisecond, 3))\n"
+        }
+        return csv
+    }
 }
 
 extension Simulator {
@@ -47,8 +106,14 @@ extension Simulator {
         certifyLatency.sort()
         confirmLatency.sort()
         let network = networkStats
+        let steady = SteadyState(duration: scenario.duration, outcomes: records.lazy.filter(\.isHonest).map { ($0.issued, $0.confirmed) })
+        var validation = "depth,validations,mean_ms,max_ms\n"
+        for (depth, v) in m.validations.enumerated() where v.count > 0 {
+            validation += "\(depth),\(v.count),\(fixed(v.total, UInt64(v.count) * Time.millisecond, 3)),\(fixed(v.max, Time.millisecond, 3))\n"
+        }
         var json = JSONObject()
         json.add("tool_version", string: toolVersion)
+        json.add("system", string: scenario.system.rawValue)
         json.add("scenario", string: scenario.name)
         json.add("scenario_hash", string: scenarioHash)
         json.add("seed", scenario.seed)
@@ -65,8 +130,9 @@ extension Simulator {
         json.add("rejected_at_payee", metrics.rejectedAtPayee)
         json.add("replica_rejects", replicaRejects)
         json.add(raw: "certified_per_s", fixed(UInt64(certified) * Time.second, max(1, scenario.duration), 3))
-        json.add(raw: "certify_latency_ms", percentiles(certifyLatency))
-        json.add(raw: "confirm_latency_ms", percentiles(confirmLatency))
+        json.add(raw: "certify_latency_ms", percentileJSON(certifyLatency))
+        json.add(raw: "confirm_latency_ms", percentileJSON(confirmLatency))
+        json.add(raw: "steady", steady.json(offered: scenario.offeredRate))
         var byKind = JSONObject()
         for (i, kind) in Message.kinds.enumerated() {
             var entry = JSONObject()
@@ -107,25 +173,17 @@ extension Simulator {
         var csv = "invariant,time_ns,detail\n"
         for v in violations { csv += "\(v.invariant),\(v.time),\"\(v.detail.replacingOccurrences(of: "\"", with: "\"\""))\"\n" }
         return RunReport(throughputCSV: throughput, latencyCSV: latency, summaryJSON: json.text(indent: 0) + "\n",
-                         violationsCSV: csv, violations: violations,
+                         violationsCSV: csv, latencyCDFCSV: steady.cdfCSV, validationCSV: validation, violations: violations,
                          payments: records.count { $0.isHonest }, certified: certified, confirmed: confirmed, failed: failed,
                          events: events, simulatedTime: endTime,
-                         p50: quantile(confirmLatency, 500), p99: quantile(confirmLatency, 990))
+                         p50: quantile(confirmLatency, 500), p99: quantile(confirmLatency, 990),
+                         steadyThroughput: steady.throughput)
     }
+
 
     var replicaCountForReport: Int { scenario.topology.replicaCount }
 
     private func field(_ t: UInt64) -> String { t == PaymentRecord.never ? "" : "\(t)" }
-
-    private func percentiles(_ sorted: [UInt64]) -> String {
-        var o = JSONObject()
-        for (name, permille) in [("p50", 500), ("p90", 900), ("p99", 990), ("p999", 999)] {
-            o.add(raw: name, quantile(sorted, permille).map { fixed($0, Time.millisecond, 3) } ?? "null")
-        }
-        o.add(raw: "max", sorted.last.map { fixed($0, Time.millisecond, 3) } ?? "null")
-        o.add("count", sorted.count)
-        return o.text(indent: 1)
-    }
 }
 
 /// Nearest-rank quantile of sorted integers (`permille` / 1000).

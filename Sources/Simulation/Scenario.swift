@@ -5,6 +5,9 @@ import QuorumStore
 /// integer nanoseconds inside, written in the file with their unit in the key (`_ms`, `_s`).
 public struct Scenario: Sendable, Equatable {
     public var name = "unnamed"
+    /// What is simulated: QuorumCoin itself, or one of the two baselines on the same network and
+    /// CPU model.
+    public var system: System = .quorumcoin
     /// Root of all randomness in the run; every component derives its own stream from it.
     public var seed: UInt64 = 1
     /// Payments are issued during [0, duration).
@@ -18,8 +21,53 @@ public struct Scenario: Sendable, Equatable {
     public var crypto = CryptoSettings()
     public var outputs = OutputSettings()
     public var faults = FaultSettings()
+    public var smr = SMRSettings()
+    public var bitcoin = BitcoinSettings()
 
     public init() {}
+
+    public enum System: String, Sendable, Equatable, CaseIterable {
+        /// Payments as records in the sharded Byzantine key-value store (the poster's design).
+        case quorumcoin
+        /// Baseline: one PBFT-style replicated state machine orders and executes every payment.
+        case smr
+        /// Baseline: Bitcoin's proof-of-work longest chain.
+        case bitcoin
+    }
+
+    /// PBFT-style SMR baseline (Castro & Liskov, OSDI 1999, normal case): principals send signed
+    /// payments to the leader, which batches them; pre-prepare, prepare, commit (2f+1 signed
+    /// messages each) among one committee of `topology.n` replicas; every replica checks every
+    /// payment's signature and executes it; the payer confirms on f+1 matching replies.
+    public struct SMRSettings: Sendable, Equatable {
+        /// Most payments in one batch.
+        public var batch = 400
+        /// The leader closes a non-full batch this long after its first payment.
+        public var batchTimeout: UInt64 = 5 * Time.millisecond
+        /// Simulated CPU to execute one payment against the balance table.
+        public var executeCost: UInt64 = 2 * Time.microsecond
+        /// Bytes of one payment on the wire (a one-input, two-output transfer).
+        public var paymentBytes = 250
+    }
+
+    /// Bitcoin baseline (Nakamoto 2008; parameters from Croman et al., FC 2016 and Decker &
+    /// Wattenhofer, P2P 2013): blocks arrive as a Poisson process at one mean interval over all
+    /// miners (equal hash power); a miner extends the longest chain it knows; blocks propagate by
+    /// gossip over the scenario's network, each hop paying transfer and validation time, so blocks
+    /// found meanwhile fork; a payment confirms when its block is `confirmations` deep on the chain
+    /// an observer node follows.
+    public struct BitcoinSettings: Sendable, Equatable {
+        public var blockInterval: UInt64 = 600 * Time.second
+        public var blockBytes = 1_000_000
+        public var paymentBytes = 250
+        public var confirmations = 6
+        /// Miners (0: one per replica of the topology, at most 10,000).
+        public var miners = 0
+        /// Gossip peers per miner.
+        public var peers = 8
+        /// Per-hop block transfer rate, bytes per second.
+        public var bandwidth: UInt64 = 2_500_000
+    }
 
     public struct Topology: Sendable, Equatable {
         /// Number of replica groups (shards) in `partitioned` mode.
@@ -100,6 +148,9 @@ public struct Scenario: Sendable, Equatable {
         public var fee: UInt64 = 0
         /// Stop issuing after this many payments (0: no limit).
         public var payments = 0
+        /// Share of payments whose payees sit in another shard than the payer (nil: payees drawn
+        /// from all principals, so about (groups-1)/groups of payments cross shards).
+        public var crossGroup: Double? = nil
     }
 
     public struct ProtocolSettings: Sendable, Equatable {

@@ -20,6 +20,7 @@ public struct ScenarioError: Error, CustomStringConvertible, Sendable {
 public enum ScenarioFields {
     public static let all: [(path: String, default: String, doc: String)] = [
         ("name", "unnamed", "Label written into summary.json."),
+        ("system", "quorumcoin", "What runs: quorumcoin (the sharded store), smr (baseline: one PBFT-style committee orders everything) or bitcoin (baseline: proof-of-work chain). Baselines use the same network, workload and CPU costs; see the smr.* and bitcoin.* fields and README \"Baselines\"."),
         ("seed", "1", "Root of all randomness (unsigned 64-bit). `--seed` overrides it."),
         ("duration_s", "10", "Payments are issued during [0, duration) simulated seconds (decimal allowed)."),
         ("drain_s", "30", "After duration, at most this long for in-flight payments to finish."),
@@ -58,6 +59,7 @@ public enum ScenarioFields {
         ("workload.max_amount", "100", "Each payee gets an amount uniform in 1…max_amount."),
         ("workload.fee", "0", "Fee per payment."),
         ("workload.payments", "0", "Stop issuing after this many payments (0: no limit)."),
+        ("workload.cross_group", "uniform", "Partitioned mode: share (0…1) of payments whose payees sit in another shard than the payer, drawn uniformly (overrides zipf); uniform: payees drawn from all principals."),
         ("protocol.variant", "per-record", "per-record (redeems, then payment) or batched (one round locks all)."),
         ("protocol.validation", "certificate", "Payee validation: certificate (direct inputs) or closure (whole history)."),
         ("protocol.retry_ms", "500", "Writers and readers re-send to silent replicas this often."),
@@ -89,6 +91,17 @@ public enum ScenarioFields {
         ("faults.mutant", "none", "Test-only protocol mutant: none | redeem-without-spender | no-write-back."),
         ("faults.off_at_s", "0", "Liveness mode: all faults stop at this time (0: never); pending honest payments must then confirm."),
         ("faults.audit_reads", "0", "Reads per second of random committed keys by random principals (checked by S11 and L2)."),
+        ("smr.batch", "400", "smr: most payments the leader puts in one batch."),
+        ("smr.batch_timeout_ms", "5", "smr: the leader closes a non-full batch this long after its first payment."),
+        ("smr.execute_us", "2", "smr: simulated CPU per payment executed against the balance table."),
+        ("smr.payment_bytes", "250", "smr: bytes of one payment on the wire."),
+        ("bitcoin.block_interval_s", "600", "bitcoin: mean time between blocks over all miners (exponential)."),
+        ("bitcoin.block_bytes", "1000000", "bitcoin: block size limit in bytes."),
+        ("bitcoin.payment_bytes", "250", "bitcoin: bytes of one payment (so a block holds block_bytes / payment_bytes)."),
+        ("bitcoin.confirmations", "6", "bitcoin: a payment confirms when its block is this many blocks deep."),
+        ("bitcoin.miners", "0", "bitcoin: miners with equal hash power (0: one per replica of the topology, at most 10000)."),
+        ("bitcoin.peers", "8", "bitcoin: gossip peers each miner relays a new block to."),
+        ("bitcoin.bandwidth_mbps", "20", "bitcoin: per-hop block transfer rate in megabits per second."),
         ("outputs.bucket_s", "1", "Width of one throughput.csv row in seconds."),
         ("outputs.latency_csv", "true", "Write latency.csv (one row per payment)."),
     ]
@@ -103,18 +116,63 @@ public struct ScenarioFile {
     public init(file: String) { self.file = file }
 
     public func parse(_ text: String) throws(ScenarioError) -> Scenario {
-        let root: Node
+        try parse(text, overrides: [])
+    }
+
+    /// Parses `text` with `overrides` applied first: each sets the field at a dotted path (e.g.
+    /// `topology.groups`) to a YAML value (`16`, `batched`, `[{behaviour: silent, per_group: 1}]`),
+    /// creating sections as needed. Sweeps and `quorumsim run --set` use this; an error in an
+    /// overridden field names the override.
+    public func parse(_ text: String, overrides: [(path: String, value: String)]) throws(ScenarioError) -> Scenario {
+        var root: Node
         do {
-            guard let node = try Yams.compose(yaml: text) else { return Scenario() }
-            root = node
+            root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
         } catch {
             throw ScenarioError(file: file, field: "", line: nil, expected: "valid YAML (\(error))")
         }
         guard root.mapping != nil else { throw fail(root, "", "a mapping of sections") }
+        for (path, value) in overrides {
+            let where_ = "\(file) (--set \(path)=\(value))"
+            let node: Node
+            do {
+                guard let v = try Yams.compose(yaml: value) else {
+                    throw ScenarioError(file: where_, field: path, line: nil, expected: "a YAML value")
+                }
+                node = v
+            } catch let e as ScenarioError { throw e } catch {
+                throw ScenarioError(file: where_, field: path, line: nil, expected: "a valid YAML value (\(error))")
+            }
+            let keys = path.split(separator: ".").map(String.init)
+            guard !keys.isEmpty, let updated = Self.setting(root, keys[...], to: node) else {
+                throw ScenarioError(file: where_, field: path, line: nil, expected: "a dotted path through mappings")
+            }
+            root = updated
+        }
+        do {
+            return try parse(root: root)
+        } catch {
+            if let o = overrides.last(where: { error.field == $0.path || error.field.hasPrefix($0.path + ".") || error.field.hasPrefix($0.path + "[") }) {
+                throw ScenarioError(file: "\(file) (--set \(o.path)=\(o.value))", field: error.field, line: nil, expected: error.expected)
+            }
+            throw error
+        }
+    }
+
+    private static func setting(_ node: Node, _ keys: ArraySlice<String>, to value: Node) -> Node? {
+        guard let key = keys.first else { return value }
+        guard var mapping = node.mapping else { return nil }
+        let child = mapping[key] ?? Node.mapping(Node.Mapping([]))
+        guard let updated = setting(child, keys.dropFirst(), to: value) else { return nil }
+        mapping[key] = updated
+        return Node.mapping(mapping)
+    }
+
+    private func parse(root: Node) throws(ScenarioError) -> Scenario {
         try checkKeys(root, prefix: "")
         var s = Scenario()
         let d = Scenario()
         s.name = try string(root, "name") ?? d.name
+        s.system = try choice(root, "system", "system", Scenario.System.self) ?? d.system
         s.seed = try unsigned(root, "seed") ?? d.seed
         s.duration = try duration(root, "duration_s", unit: Time.second) ?? d.duration
         s.drain = try duration(root, "drain_s", unit: Time.second) ?? d.drain
@@ -150,6 +208,27 @@ public struct ScenarioFile {
             s.crypto.messageCost = try duration(c, "crypto.message_us", key: "message_us", unit: Time.microsecond) ?? d.crypto.messageCost
         }
         if let f = root["faults"] { s.faults = try faults(f, topology: s.topology, principals: s.workload.principals) }
+        if let m = root["smr"] {
+            s.smr.batch = try int(m, "smr.batch", "batch", min: 1, max: 1_000_000) ?? d.smr.batch
+            s.smr.batchTimeout = try duration(m, "smr.batch_timeout_ms", key: "batch_timeout_ms", unit: Time.millisecond) ?? d.smr.batchTimeout
+            s.smr.executeCost = try duration(m, "smr.execute_us", key: "execute_us", unit: Time.microsecond) ?? d.smr.executeCost
+            s.smr.paymentBytes = try int(m, "smr.payment_bytes", "payment_bytes", min: 1, max: 1 << 20) ?? d.smr.paymentBytes
+        }
+        if let b = root["bitcoin"] {
+            s.bitcoin.blockInterval = try duration(b, "bitcoin.block_interval_s", key: "block_interval_s", unit: Time.second) ?? d.bitcoin.blockInterval
+            s.bitcoin.blockBytes = try int(b, "bitcoin.block_bytes", "block_bytes", min: 1, max: 1 << 32) ?? d.bitcoin.blockBytes
+            s.bitcoin.paymentBytes = try int(b, "bitcoin.payment_bytes", "payment_bytes", min: 1, max: 1 << 20) ?? d.bitcoin.paymentBytes
+            s.bitcoin.confirmations = try int(b, "bitcoin.confirmations", "confirmations", min: 1, max: 1000) ?? d.bitcoin.confirmations
+            s.bitcoin.miners = try int(b, "bitcoin.miners", "miners", min: 0, max: 10_000) ?? d.bitcoin.miners
+            s.bitcoin.peers = try int(b, "bitcoin.peers", "peers", min: 1, max: 1000) ?? d.bitcoin.peers
+            let mbps = try unsigned(b, "bandwidth_mbps", path: "bitcoin.bandwidth_mbps") ?? d.bitcoin.bandwidth / 125_000
+            guard mbps > 0, mbps < 1 << 40 else { throw fail(b, "bitcoin.bandwidth_mbps", "a positive number of megabits per second") }
+            s.bitcoin.bandwidth = mbps * 125_000
+            guard s.bitcoin.blockInterval > 0 else { throw fail(b, "bitcoin.block_interval_s", "a positive number of seconds") }
+            guard s.bitcoin.blockBytes >= s.bitcoin.paymentBytes else {
+                throw fail(b, "bitcoin.block_bytes", "at least payment_bytes (\(s.bitcoin.paymentBytes))")
+            }
+        }
         if let o = root["outputs"] {
             s.outputs.bucket = try duration(o, "outputs.bucket_s", key: "bucket_s", unit: Time.second) ?? d.outputs.bucket
             s.outputs.latencyCSV = try bool(o, "outputs.latency_csv", "latency_csv") ?? true
@@ -249,6 +328,9 @@ public struct ScenarioFile {
         s.maxAmount = try unsigned(w, "max_amount", path: "workload.max_amount") ?? s.maxAmount
         s.fee = try unsigned(w, "fee", path: "workload.fee") ?? s.fee
         s.payments = try int(w, "workload.payments", "payments", min: 0, max: 1_000_000_000) ?? 0
+        if let v = w["cross_group"], v.string != "uniform" {
+            s.crossGroup = try probability(w, "workload.cross_group", "cross_group")
+        }
         guard s.maxAmount >= 1 else { throw fail(w, "workload.max_amount", "at least 1") }
         guard s.coinAmount >= 1, s.coinAmount.multipliedReportingOverflow(by: UInt64(s.coins * s.principals)).overflow == false,
               s.coinAmount * UInt64(s.coins * s.principals) <= 1 << 63 else {
@@ -456,7 +538,7 @@ extension ScenarioFile {
         }
         func q(_ text: String) -> String { JSONObject.quote(text) }
         var y = "# Resolved scenario: every field with its value (defaults filled in).\n"
-        y += "name: \(q(s.name))\nseed: \(s.seed)\nduration_s: \(d(s.duration, Time.second))\ndrain_s: \(d(s.drain, Time.second))\n"
+        y += "name: \(q(s.name))\nsystem: \(s.system.rawValue)\nseed: \(s.seed)\nduration_s: \(d(s.duration, Time.second))\ndrain_s: \(d(s.drain, Time.second))\n"
         let t = s.topology
         y += "topology:\n  groups: \(t.groups)\n  n: \(t.n)\n  f: \(t.f)\n  assignment: \(t.assignment.rawValue)\n  replicas: \(t.replicas)\n"
         let n = s.network
@@ -490,6 +572,7 @@ extension ScenarioFile {
         case let .zipf(e): y += "  recipients: zipf\n  zipf_s: \(e)\n"
         }
         y += "  inputs: \(w.inputs)\n  outputs: \(w.outputs)\n  max_amount: \(w.maxAmount)\n  fee: \(w.fee)\n  payments: \(w.payments)\n"
+        y += "  cross_group: \(w.crossGroup.map { "\($0)" } ?? "uniform")\n"
         let p = s.protocolSettings
         y += "protocol:\n  variant: \(p.variant.rawValue)\n  validation: \(p.validation.rawValue)\n"
         y += "  retry_ms: \(d(p.retry, Time.millisecond))\n  repair_ms: \(d(p.repair, Time.millisecond))\n"
@@ -498,6 +581,12 @@ extension ScenarioFile {
         y += "crypto:\n  mode: \(c.mode.rawValue)\n  sign_us: \(d(c.signCost, Time.microsecond))\n  verify_us: \(d(c.verifyCost, Time.microsecond))\n"
         y += "  byte_ns: \(c.byteCost)\n  message_us: \(d(c.messageCost, Time.microsecond))\n"
         y += emitFaults(s.faults, d)
+        let m = s.smr, b = s.bitcoin
+        y += "smr:\n  batch: \(m.batch)\n  batch_timeout_ms: \(d(m.batchTimeout, Time.millisecond))\n"
+        y += "  execute_us: \(d(m.executeCost, Time.microsecond))\n  payment_bytes: \(m.paymentBytes)\n"
+        y += "bitcoin:\n  block_interval_s: \(d(b.blockInterval, Time.second))\n  block_bytes: \(b.blockBytes)\n"
+        y += "  payment_bytes: \(b.paymentBytes)\n  confirmations: \(b.confirmations)\n  miners: \(b.miners)\n"
+        y += "  peers: \(b.peers)\n  bandwidth_mbps: \(b.bandwidth / 125_000)\n"
         y += "outputs:\n  bucket_s: \(d(s.outputs.bucket, Time.second))\n  latency_csv: \(s.outputs.latencyCSV)\n"
         return y
     }

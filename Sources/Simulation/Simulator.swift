@@ -34,10 +34,15 @@ public final class Simulator {
     var replicas: [Replica]
     let replicaSigners: [any Signer]
     var principals: [PrincipalHost]
-    var cpu: [NodeCPU]
+    var cpu: [NodeCPU<Message>]
     var workloadRandom: DeterministicRandom
     var attackRandom: DeterministicRandom
     var zipfCDF: [Double] = []
+    /// `workload.cross_group` in partitioned mode: the share, each principal's shard, and the
+    /// principals of each shard.
+    var crossShare: Double?
+    var principalShard: [Int32] = []
+    var shardMembers: [[Int32]] = []
     var records: [PaymentRecord] = []
     var recordIndex: [Digest: Int32] = [:]
     /// Record indices of certified payments, in certification order (audit-read targets).
@@ -123,17 +128,23 @@ public final class Simulator {
             let meter = CryptoMeter(ctx.verifier)
             return PrincipalHost(wallet: wallet, reader: Simulator.reader(ctx, meter, scenario), meter: meter)
         }
-        cpu = [NodeCPU](repeating: NodeCPU(), count: replicaCount + w.principals)
+        cpu = [NodeCPU<Message>](repeating: NodeCPU(), count: replicaCount + w.principals)
         network = Network(settings: scenario.network, replicaCount: replicaCount, principalCount: w.principals, seed: seed)
         workloadRandom = DeterministicRandom(seed: seed, stream: "workload")
         attackRandom = DeterministicRandom(seed: seed, stream: "attacks")
         let loadGroups = topology.assignment == .partitioned ? topology.groups : replicaCount
         metrics = Metrics(bucket: scenario.outputs.bucket, loadGroups: loadGroups)
         checker = InvariantChecker(context: context)
+        let shardOf: [Int] = principalSigners.map { topology.assignment == .partitioned ? Int(assignment.group(of: $0.publicKey).id.raw) : 0 }
+        if let share = w.crossGroup, topology.assignment == .partitioned, topology.groups > 1 {
+            crossShare = share
+            principalShard = shardOf.map { Int32($0) }
+            shardMembers = [[Int32]](repeating: [], count: topology.groups)
+            for (p, g) in shardOf.enumerated() { shardMembers[g].append(Int32(p)) }
+        }
         if scenario.faults.isEmpty {
             faults = .none
         } else {
-            let shardOf: [Int] = principalSigners.map { topology.assignment == .partitioned ? Int(assignment.group(of: $0.publicKey).id.raw) : 0 }
             faults = try FaultLayer(settings: scenario.faults, topology: topology, principalGroups: shardOf, seed: seed)
         }
         if traceEvery > 0 { trace = TraceDigest(every: traceEvery) }
@@ -387,6 +398,7 @@ public final class Simulator {
                 out.send(.ack(payment.key), to: from)
                 return
             }
+            if principals[p].validating[payment.key] == nil { principals[p].validating[payment.key] = now }
             readerDone(p, principals[p].reader.validate(payment, parents: parents, now: now, into: &out))
         default:
             return
@@ -421,6 +433,9 @@ public final class Simulator {
                 switch result {
                 case let .success(certified):
                     guard principals[p].accepted.insert(key).inserted else { continue }
+                    if let start = principals[p].validating.removeValue(forKey: key) {
+                        metrics.recordValidation(depth: records[Int(index)].depth, ns: now &- start)
+                    }
                     if faults.attackers[p] == nil { checker.observeAccepted(principal: p, record: certified, at: now) }
                     principals[p].wallet.receive(certified.payment, proof: certified.proof)
                     out.send(.ack(key), to: node(ofPrincipal: Int(records[Int(index)].payer)))
@@ -431,6 +446,7 @@ public final class Simulator {
                         finished(Int(index))
                     }
                 case .failure:
+                    principals[p].validating.removeValue(forKey: key)
                     metrics.rejectedAtPayee += 1
                 }
             }
@@ -563,7 +579,7 @@ public final class Simulator {
         var attempts = 0
         while chosen.count < count, attempts < 64 * count {
             attempts += 1
-            let q = pickRecipient()
+            let q = pickRecipient(for: p)
             if q != p, !chosen.contains(q) { chosen.append(q) }
         }
         return chosen.map { q in
@@ -608,6 +624,11 @@ public final class Simulator {
                                        payeesPending: Int32(payees.count))
             if let attack { record.attack = UInt8((Attack.allCases.firstIndex(of: attack) ?? 0) + 1) }
             record.started = now
+            var depth: UInt32 = 0
+            for parent in parents {
+                if let i = recordIndex[parent.key] { depth = max(depth, records[Int(i)].depth) }
+            }
+            record.depth = depth &+ 1
             record.value = Amounts.checkedSum(payment.inputs.compactMap { input in
                 parents.first { $0.key == input.parentKey }.flatMap { Int(input.index) < $0.payment.outputs.count ? $0.payment.outputs[Int(input.index)].amount : nil }
             }) ?? 0
@@ -626,8 +647,20 @@ public final class Simulator {
         return index
     }
 
-    private func pickRecipient() -> Int {
+    private func pickRecipient(for p: Int) -> Int {
         let n = scenario.workload.principals
+        if let share = crossShare {
+            let mine = principalShard[p]
+            if workloadRandom.chance(share) {
+                for _ in 0..<64 {
+                    let q = workloadRandom.uniform(below: n)
+                    if principalShard[q] != mine { return q }
+                }
+            } else {
+                let members = shardMembers[Int(mine)]
+                return Int(members[workloadRandom.uniform(below: members.count)])
+            }
+        }
         guard !zipfCDF.isEmpty else { return workloadRandom.uniform(below: n) }
         let u = workloadRandom.unitInterval()
         var lo = 0, hi = zipfCDF.count - 1

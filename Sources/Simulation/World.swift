@@ -25,17 +25,17 @@ enum Event {
 }
 
 /// One node's CPU: busy until some time, with an inbox of messages that arrived meanwhile.
-struct NodeCPU {
+struct NodeCPU<M> {
     var busyUntil: UInt64 = 0
-    var inbox: [(from: NodeID, message: Message, size: Int32)] = []
+    var inbox: [(from: NodeID, message: M, size: Int32)] = []
     var head = 0
     var wakeScheduled = false
 
     var isEmpty: Bool { head == inbox.count }
 
-    mutating func push(_ from: NodeID, _ message: Message, _ size: Int32) { inbox.append((from, message, size)) }
+    mutating func push(_ from: NodeID, _ message: M, _ size: Int32) { inbox.append((from, message, size)) }
 
-    mutating func pop() -> (from: NodeID, message: Message, size: Int32)? {
+    mutating func pop() -> (from: NodeID, message: M, size: Int32)? {
         guard head < inbox.count else { return nil }
         let item = inbox[head]
         head += 1
@@ -66,6 +66,8 @@ struct PaymentRecord {
     var committed = PaymentRecord.never
     var confirmed = PaymentRecord.never
     var payeesPending: Int32
+    /// Longest chain of payments back to genesis (a genesis payment's children have depth 1).
+    var depth: UInt32 = 1
     var failed = false
     /// 0 for an honest payment, else 1 + the index of the `Attack` it belongs to.
     var attack: UInt8 = 0
@@ -80,6 +82,8 @@ struct PrincipalHost {
     /// Requests waiting for a free slot (open loop), by request time.
     var deferred: [UInt64] = []
     var accepted: Set<Digest> = []
+    /// Hand-overs being validated: key → when the first copy arrived.
+    var validating: [Digest: UInt64] = [:]
     /// Hand-overs not yet acknowledged by their payee, re-sent on the retry timer.
     var handOvers: [(payee: Int, key: Digest, message: Message)] = []
     var handOverTimerArmed = false
@@ -112,6 +116,17 @@ struct Metrics {
     var bytes = [Int](repeating: 0, count: Message.kinds.count)
     var skipped = 0
     var rejectedAtPayee = 0
+    /// Payee validations by payment depth: count, total and largest simulated time from the
+    /// hand-over's arrival to acceptance.
+    var validations: [(count: Int, total: UInt64, max: UInt64)] = []
+
+    mutating func recordValidation(depth: UInt32, ns: UInt64) {
+        let d = Int(min(depth, 1 << 16))
+        if d >= validations.count { validations += Array(repeating: (0, 0, 0), count: d + 1 - validations.count) }
+        validations[d].count += 1
+        validations[d].total &+= ns
+        validations[d].max = Swift.max(validations[d].max, ns)
+    }
 
     init(bucket: UInt64, loadGroups: Int) {
         self.bucket = max(1, bucket)

@@ -33,6 +33,9 @@ struct Run: ParsableCommand {
     @Option(help: "Override the scenario's seed.")
     var seed: UInt64?
 
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one field: dotted path = YAML value, e.g. topology.groups=16 (repeatable).", valueName: "path=value"))
+    var overrides: [String] = []
+
     @Option(help: "Output folder (default: out/<scenario name>-seed<seed>).")
     var out: String?
 
@@ -46,7 +49,7 @@ struct Run: ParsableCommand {
     var dumpLedger = false
 
     func run() throws {
-        var scenario = try loadScenario(path: self.scenario)
+        var scenario = try loadScenario(path: self.scenario, overrides: try parseOverrides(overrides))
         if let seed { scenario.seed = seed }
         let resolved = ScenarioFile.emit(scenario)
         let scenarioHash = String(Blake2b.digest(Array(resolved.utf8)).hex.prefix(16))
@@ -57,13 +60,15 @@ struct Run: ParsableCommand {
             return
         }
         let start = ContinuousClock.now
-        let simulator: Simulator
-        do { simulator = try Simulator(scenario: scenario) } catch {
+        let simulator: any SystemRun
+        do { simulator = try Systems.make(scenario) } catch {
             throw ValidationError("cannot build scenario \(self.scenario): \(error)")
         }
+        let quorum = simulator as? Simulator
+        if dumpLedger, quorum == nil { throw ValidationError("--dump-ledger needs system quorumcoin") }
         let setup = ContinuousClock.now - start
         let showProgress = !quiet && isatty(STDERR_FILENO) == 1
-        simulator.run { p in
+        simulator.run(progressEvery: 1 << 16) { p in
             guard showProgress else { return }
             let wall = seconds(ContinuousClock.now - start)
             let fraction = Double(p.simulatedTime) / Double(max(1, p.horizon))
@@ -81,7 +86,9 @@ struct Run: ParsableCommand {
         try write(report.summaryJSON, to: folder, "summary.json")
         try write(resolved, to: folder, "scenario.resolved.yaml")
         try write(report.violationsCSV, to: folder, "violations.csv")
-        if dumpLedger { try write(simulator.ledgerDump(), to: folder, "ledger.txt") }
+        try write(report.latencyCDFCSV, to: folder, "latency_cdf.csv")
+        if !report.validationCSV.isEmpty { try write(report.validationCSV, to: folder, "validation.csv") }
+        if dumpLedger, let quorum { try write(quorum.ledgerDump(), to: folder, "ledger.txt") }
         let wall = seconds(elapsed)
         let wallJSON = """
             {
@@ -90,8 +97,8 @@ struct Run: ParsableCommand {
               "events_per_s": \(Int(Double(report.events) / max(wall, 1e-9))),
               "confirmed_per_wall_s": \(String(format: "%.1f", Double(report.confirmed) / max(wall, 1e-9))),
               "peak_rss_mib": \(peakMemoryMiB()),
-              "signature_checks_memoized": \(simulator.verifierHits),
-              "signature_checks_computed": \(simulator.verifierMisses)
+              "signature_checks_memoized": \(quorum?.verifierHits ?? 0),
+              "signature_checks_computed": \(quorum?.verifierMisses ?? 0)
             }
 
             """
@@ -99,7 +106,7 @@ struct Run: ParsableCommand {
         let p50 = report.p50.map { fixed($0, Time.millisecond, 1) + " ms" } ?? "n/a"
         let p99 = report.p99.map { fixed($0, Time.millisecond, 1) + " ms" } ?? "n/a"
         print("\(scenario.name) seed \(scenario.seed): \(report.payments) issued, \(report.certified) certified, "
-              + "\(report.confirmed) confirmed, \(report.failed) failed; confirm latency p50 \(p50), p99 \(p99); "
+              + "\(report.confirmed) confirmed, \(report.failed) failed; steady \(report.steadyThroughput) confirmed/s; confirm latency p50 \(p50), p99 \(p99); "
               + "\(report.events) events in \(String(format: "%.2f", wall)) s wall "
               + "(\(Int(Double(report.events) / max(wall, 1e-9))) events/s, \(String(format: "%.0f", Double(report.confirmed) / max(wall, 1e-9))) payments/s); "
               + "results in \(folder)/")
@@ -113,6 +120,21 @@ struct Run: ParsableCommand {
     }
 
     private func checkTwice(_ scenario: Scenario) throws {
+        guard scenario.system == .quorumcoin else {
+            // Baselines have no trace digest: compare every output file of two runs instead.
+            let texts = try (0..<2).map { _ in
+                let run = try Systems.make(scenario)
+                run.run(progressEvery: 1 << 16, progress: nil)
+                let r = run.report(scenarioHash: "", toolVersion: toolVersion)
+                return [r.summaryJSON, r.throughputCSV, r.latencyCSV, r.latencyCDFCSV]
+            }
+            guard texts[0] == texts[1] else {
+                print("NOT deterministic: two runs of system \(scenario.system.rawValue) wrote different outputs")
+                throw ExitCode(1)
+            }
+            print("deterministic: two runs of system \(scenario.system.rawValue), identical outputs")
+            return
+        }
         var digests = [[(time: UInt64, digest: UInt64)]]()
         for _ in 0..<2 {
             let simulator = try Simulator(scenario: scenario, traceEvery: 1024)
@@ -161,17 +183,27 @@ struct Replay: ParsableCommand {
     }
 }
 
-func loadScenario(path: String) throws -> Scenario {
+func loadScenario(path: String, overrides: [(path: String, value: String)] = []) throws -> Scenario {
     guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
         throw ValidationError("cannot read scenario file \(path)")
     }
-    do { return try ScenarioFile(file: path).parse(text) } catch { throw ValidationError(error.description) }
+    do { return try ScenarioFile(file: path).parse(text, overrides: overrides) } catch { throw ValidationError(error.description) }
+}
+
+/// `path=value` pairs from `--set`.
+func parseOverrides(_ items: [String]) throws -> [(path: String, value: String)] {
+    try items.map { item in
+        guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+            throw ValidationError("--set \(item): expected path=value, e.g. topology.groups=16")
+        }
+        return (String(item[..<eq]), String(item[item.index(after: eq)...]))
+    }
 }
 
 func banner(_ s: Scenario, hash: String) -> String {
     let t = s.topology, w = s.workload, p = s.protocolSettings
     let load = w.arrival == .open ? "open loop \(w.rate)/s" : "closed loop, \(w.inFlight) in flight each"
-    return "quorumsim \(toolVersion) · \(s.name) · seed \(s.seed) · scenario \(hash)\n"
+    return "quorumsim \(toolVersion) · \(s.name) · system \(s.system.rawValue) · seed \(s.seed) · scenario \(hash)\n"
         + "  \(t.replicaCount) replicas (\(t.assignment.rawValue), n=\(t.n) f=\(t.f)) · \(w.principals) principals · \(load)\n"
         + "  \(p.variant.rawValue) writes · \(p.validation.rawValue) validation · \(s.crypto.mode.rawValue) crypto · "
         + "\(Double(s.duration) / 1e9) s issuing + ≤ \(Double(s.drain) / 1e9) s drain"
