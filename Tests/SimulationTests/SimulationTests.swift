@@ -55,6 +55,38 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(q.isEmpty)
     }
 
+    /// Times spread from nanoseconds to hours cross the calendar's current bucket, its ring and
+    /// its overflow heap; every pop must still match a reference ordered by (time, sequence).
+    @Test func calendarQueueMatchesAReferenceAcrossBucketsRingAndOverflow() {
+        var q = EventQueue<Int>(reserving: 4)
+        var rng = DeterministicRandom(seed: 9, stream: "queue")
+        var reference = [(time: UInt64, id: Int)]()  // sorted by (time, id); id = push order
+        var now: UInt64 = 0
+        var next = 0
+        for step in 0..<40_000 {
+            if step % 3 != 2 || reference.isEmpty {
+                let scale: [UInt64] = [1, 1_000, 70_000, 5_000_000, 900_000_000, 3_000_000_000, 7_200_000_000_000]
+                let t = now &+ rng.uniform(below: scale[rng.uniform(below: scale.count)])
+                q.push(next, at: t)
+                let i = reference.firstIndex { ($0.time, $0.id) > (t, next) } ?? reference.count
+                reference.insert((t, next), at: i)
+                next += 1
+            } else {
+                #expect(q.nextTime == reference[0].time)
+                guard let (time, id) = q.pop() else { Issue.record("queue ran dry"); return }
+                #expect(time == reference[0].time && id == reference[0].id, "step \(step)")
+                now = time
+                reference.removeFirst()
+            }
+            #expect(q.count == reference.count)
+        }
+        while let (time, id) = q.pop() {
+            #expect(time == reference[0].time && id == reference[0].id)
+            reference.removeFirst()
+        }
+        #expect(reference.isEmpty && q.isEmpty && q.nextTime == nil)
+    }
+
     @Test func deterministicMathMatchesLibm() {
         for i in 1..<2000 {
             let x = Double(i) * 0.013 - 13
