@@ -38,6 +38,8 @@ public final class Simulator {
     var workloadRandom: DeterministicRandom
     var attackRandom: DeterministicRandom
     var zipfCDF: [Double] = []
+    /// Payee validations completed by the step being processed: (depth, start).
+    var validatedThisStep: [(UInt32, UInt64)] = []
     /// `workload.cross_group` in partitioned mode: the share, each principal's shard, and the
     /// principals of each shard.
     var crossShare: Double?
@@ -335,6 +337,8 @@ public final class Simulator {
         }
         for t in out.timers { queue.push(.timer(node: node, token: t.token), at: max(t.at, done)) }
         out.removeAll()
+        for (depth, start) in validatedThisStep { metrics.recordValidation(depth: depth, ns: done &- start) }
+        validatedThisStep.removeAll(keepingCapacity: true)
     }
 
     private func timer(node: NodeID, token: UInt64) {
@@ -434,7 +438,8 @@ public final class Simulator {
                 case let .success(certified):
                     guard principals[p].accepted.insert(key).inserted else { continue }
                     if let start = principals[p].validating.removeValue(forKey: key) {
-                        metrics.recordValidation(depth: records[Int(index)].depth, ns: now &- start)
+                        // Finished when this step's CPU work is done (see `emit`).
+                        validatedThisStep.append((records[Int(index)].depth, start))
                     }
                     if faults.attackers[p] == nil { checker.observeAccepted(principal: p, record: certified, at: now) }
                     principals[p].wallet.receive(certified.payment, proof: certified.proof)

@@ -13,7 +13,7 @@ struct QuorumSim: ParsableCommand {
         commandName: "quorumsim",
         abstract: "Deterministic simulator of QuorumCoin, a cryptocurrency on a Byzantine-safe key-value store.",
         version: toolVersion,
-        subcommands: [Run.self, Replay.self, SwarmCommand.self, Shrink.self, ScenarioHelp.self, Bench.self]
+        subcommands: [Run.self, SweepCommand.self, Replay.self, SwarmCommand.self, Shrink.self, ScenarioHelp.self, Bench.self]
     )
 }
 
@@ -172,7 +172,7 @@ struct Replay: ParsableCommand {
     func run() throws {
         var args = [scenario, "--seed", String(seed), "--dump-ledger"]
         if let out { args += ["--out", out] }
-        var command = try Run.parse(args)
+        let command = try Run.parse(args)
         do {
             try command.run()
         } catch let exit as ExitCode where exit == ExitCode(2) {
