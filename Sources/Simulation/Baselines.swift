@@ -77,13 +77,7 @@ struct BaselineBook {
     func report(scenarioHash: String, toolVersion: String, events: UInt64, endTime: UInt64, replicas: Int,
                 extra: [(String, String)]) -> RunReport {
         let m = metrics
-        var throughput = "time_s,issued,certified,confirmed,failed,replica_messages,max_group_messages,mean_group_messages_milli\n"
-        for b in 0..<m.issued.count {
-            let loads = m.load[(b * m.loadGroups)..<((b + 1) * m.loadGroups)]
-            let total = loads.reduce(0, +)
-            throughput += "\(UInt64(b) * m.bucket / Time.second),\(m.issued[b]),\(m.confirmed[b]),\(m.confirmed[b]),0,"
-            throughput += "\(total),\(loads.max() ?? 0),\(total * 1000 / m.loadGroups)\n"
-        }
+        let throughput = m.throughputCSV(certified: m.confirmed, failed: nil)
         var latency = "payment,payer,inputs,outputs,issued_ns,certified_ns,committed_ns,confirmed_ns,status\n"
         var confirmLatency = [UInt64]()
         for i in issued.indices {
@@ -96,16 +90,8 @@ struct BaselineBook {
         }
         confirmLatency.sort()
         let steady = SteadyState(duration: scenario.duration, outcomes: zip(issued, confirmed).lazy.map { ($0, $1) })
-        var json = JSONObject()
-        json.add("tool_version", string: toolVersion)
-        json.add("system", string: scenario.system.rawValue)
-        json.add("scenario", string: scenario.name)
-        json.add("scenario_hash", string: scenarioHash)
-        json.add("seed", scenario.seed)
-        json.add("simulated_ns", endTime)
-        json.add("events", events)
-        json.add("replicas", replicas)
-        json.add("principals", scenario.workload.principals)
+        var json = JSONObject.runHeader(scenario, scenarioHash: scenarioHash, toolVersion: toolVersion,
+                                        endTime: endTime, events: events, replicas: replicas)
         json.add("payments_issued", issued.count)
         json.add("payments_confirmed", confirmLatency.count)
         json.add("payments_failed", 0)

@@ -83,13 +83,7 @@ extension Simulator {
     /// Builds the CSVs and summary. `scenarioHash` identifies the resolved scenario text.
     public func report(scenarioHash: String, toolVersion: String) -> RunReport {
         let m = metrics
-        var throughput = "time_s,issued,certified,confirmed,failed,replica_messages,max_group_messages,mean_group_messages_milli\n"
-        for b in 0..<m.issued.count {
-            let loads = m.load[(b * m.loadGroups)..<((b + 1) * m.loadGroups)]
-            let total = loads.reduce(0, +)
-            throughput += "\(UInt64(b) * m.bucket / Time.second),\(m.issued[b]),\(m.certified[b]),\(m.confirmed[b]),\(m.failed[b]),"
-            throughput += "\(total),\(loads.max() ?? 0),\(total * 1000 / m.loadGroups)\n"
-        }
+        let throughput = m.throughputCSV(certified: m.certified, failed: m.failed)
         var latency = "payment,payer,inputs,outputs,issued_ns,certified_ns,committed_ns,confirmed_ns,status\n"
         var certifyLatency = [UInt64](), confirmLatency = [UInt64]()
         var certified = 0, confirmed = 0, failed = 0
@@ -111,16 +105,8 @@ extension Simulator {
         for (depth, v) in m.validations.enumerated() where v.count > 0 {
             validation += "\(depth),\(v.count),\(fixed(v.total, UInt64(v.count) * Time.millisecond, 3)),\(fixed(v.max, Time.millisecond, 3))\n"
         }
-        var json = JSONObject()
-        json.add("tool_version", string: toolVersion)
-        json.add("system", string: scenario.system.rawValue)
-        json.add("scenario", string: scenario.name)
-        json.add("scenario_hash", string: scenarioHash)
-        json.add("seed", scenario.seed)
-        json.add("simulated_ns", endTime)
-        json.add("events", events)
-        json.add("replicas", replicaCountForReport)
-        json.add("principals", scenario.workload.principals)
+        var json = JSONObject.runHeader(scenario, scenarioHash: scenarioHash, toolVersion: toolVersion,
+                                        endTime: endTime, events: events, replicas: replicaCountForReport)
         json.add("payments_issued", records.count { $0.isHonest })
         json.add("attack_payments", records.count { !$0.isHonest })
         json.add("payments_certified", certified)
@@ -232,6 +218,39 @@ struct JSONObject {
             }
         }
         return out + "\""
+    }
+}
+
+extension JSONObject {
+    /// The fields every system's summary.json starts with.
+    static func runHeader(_ scenario: Scenario, scenarioHash: String, toolVersion: String, endTime: UInt64,
+                          events: UInt64, replicas: Int) -> JSONObject {
+        var json = JSONObject()
+        json.add("tool_version", string: toolVersion)
+        json.add("system", string: scenario.system.rawValue)
+        json.add("scenario", string: scenario.name)
+        json.add("scenario_hash", string: scenarioHash)
+        json.add("seed", scenario.seed)
+        json.add("simulated_ns", endTime)
+        json.add("events", events)
+        json.add("replicas", replicas)
+        json.add("principals", scenario.workload.principals)
+        return json
+    }
+}
+
+extension Metrics {
+    /// throughput.csv: one row per bucket. Baselines pass their confirmations as `certified` (a
+    /// confirmed payment is final there) and no failures.
+    func throughputCSV(certified: [Int], failed: [Int]?) -> String {
+        var csv = "time_s,issued,certified,confirmed,failed,replica_messages,max_group_messages,mean_group_messages_milli\n"
+        for b in 0..<issued.count {
+            let loads = load[(b * loadGroups)..<((b + 1) * loadGroups)]
+            let total = loads.reduce(0, +)
+            csv += "\(UInt64(b) * bucket / Time.second),\(issued[b]),\(certified[b]),\(confirmed[b]),\(failed?[b] ?? 0),"
+            csv += "\(total),\(loads.max() ?? 0),\(total * 1000 / loadGroups)\n"
+        }
+        return csv
     }
 }
 
