@@ -137,3 +137,16 @@ extension Scenario {
     /// the principals' slots and the latency.
     public var offeredRate: Double { workload.arrival == .open ? workload.rate : 0 }
 }
+
+extension Scenario.Workload {
+    /// Closed loop: when each of a principal's `inFlight` slots first issues, uniform in the first
+    /// millisecond, in (principal, slot) order. Every system starts its closed loop from these.
+    func closedLoopStarts(seed: UInt64) -> [(principal: Int32, at: UInt64)] {
+        var starts = DeterministicRandom(seed: seed, stream: "closed-loop-start")
+        var out = [(principal: Int32, at: UInt64)]()
+        for p in 0..<principals {
+            for _ in 0..<max(1, inFlight) { out.append((Int32(p), starts.uniform(below: Time.millisecond))) }
+        }
+        return out
+    }
+}

@@ -101,10 +101,7 @@ public final class BitcoinSimulator {
         scenario.workload.rate > 0 && scenario.workload.arrival == .open ? gap() : UInt64.max
     }
 
-    private func gap() -> UInt64 {
-        let g = workloadRandom.exponential(mean: 1e9 / scenario.workload.rate)
-        return g >= 1e15 ? UInt64(1e15) : UInt64(g)
-    }
+    private func gap() -> UInt64 { workloadRandom.poissonGap(perSecond: scenario.workload.rate) }
 
     private func nextBlockTime(after t: UInt64) -> UInt64 {
         let g = miningRandom.exponential(mean: Double(settings.blockInterval))

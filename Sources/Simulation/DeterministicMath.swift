@@ -65,6 +65,13 @@ extension DeterministicRandom {
 
     /// True with probability p.
     mutating func chance(_ p: Double) -> Bool { p > 0 && unitInterval() < p }
+
+    /// Gap to the next arrival of a Poisson process at `rate` per second, in nanoseconds
+    /// (capped at 10^15 ns).
+    mutating func poissonGap(perSecond rate: Double) -> UInt64 {
+        let gap = exponential(mean: 1e9 / rate)
+        return gap >= 1e15 ? UInt64(1e15) : UInt64(gap)
+    }
 }
 
 import QuorumCrypto

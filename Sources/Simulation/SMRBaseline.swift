@@ -95,18 +95,12 @@ public final class SMRSimulator {
         case .open:
             if w.rate > 0 { queue.push(.arrival, at: nextArrival(after: 0)) }
         case .closed:
-            var starts = DeterministicRandom(seed: scenario.seed, stream: "closed-loop-start")
-            for p in 0..<principals {
-                for _ in 0..<max(1, w.inFlight) {
-                    queue.push(.issue(principal: Int32(p)), at: starts.uniform(below: Time.millisecond))
-                }
-            }
+            for (p, t) in w.closedLoopStarts(seed: scenario.seed) { queue.push(.issue(principal: p), at: t) }
         }
     }
 
     private func nextArrival(after t: UInt64) -> UInt64 {
-        let gap = workloadRandom.exponential(mean: 1e9 / scenario.workload.rate)
-        return t &+ (gap >= 1e15 ? UInt64(1e15) : UInt64(gap))
+        t &+ workloadRandom.poissonGap(perSecond: scenario.workload.rate)
     }
 
     public func run(progressEvery: UInt64 = 1 << 16, progress: ((Progress) -> Void)? = nil) {

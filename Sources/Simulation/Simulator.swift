@@ -176,13 +176,7 @@ public final class Simulator {
         case .open:
             if w.rate > 0 { queue.push(.arrival, at: nextArrival(after: 0)) }
         case .closed:
-            var starts = DeterministicRandom(seed: scenario.seed, stream: "closed-loop-start")
-            for p in 0..<w.principals {
-                for _ in 0..<max(1, w.inFlight) {
-                    let t = starts.uniform(below: Time.millisecond)
-                    queue.push(.issue(principal: Int32(p), requested: t), at: t)
-                }
-            }
+            for (p, t) in w.closedLoopStarts(seed: scenario.seed) { queue.push(.issue(principal: p, requested: t), at: t) }
         }
         if scenario.faults.auditReads > 0 {
             queue.push(.auditRead, at: UInt64(workloadRandom.exponential(mean: 1e9 / scenario.faults.auditReads)))
@@ -201,8 +195,7 @@ public final class Simulator {
     }
 
     private func nextArrival(after t: UInt64) -> UInt64 {
-        let gap = workloadRandom.exponential(mean: 1e9 / scenario.workload.rate)
-        return t &+ (gap >= 1e15 ? UInt64(1e15) : UInt64(gap))
+        t &+ workloadRandom.poissonGap(perSecond: scenario.workload.rate)
     }
 
     // MARK: Running

@@ -61,11 +61,10 @@ struct SweepCommand: ParsableCommand {
         }
         let folder = "\(results)/\(plan.name)"
         let pointDir = { (p: SweepPoint) in "\(folder)/points/\(p.id)" }
-        let done = { (i: Int) -> Bool in
-            guard let summary = try? String(contentsOfFile: pointDir(plan.points[i]) + "/summary.json", encoding: .utf8) else { return false }
-            return summary.contains("\"scenario_hash\": \"\(hashes[i])\"")
-        }
-        let todo = plan.points.indices.filter { rerun || !done($0) }
+        // Each point's points.csv row, read once from its summary.json; nil while not done (no
+        // summary, or one of another scenario) or running.
+        var rows = plan.points.indices.map { summaryRow(pointDir(plan.points[$0]), hash: hashes[$0]) }
+        let todo = plan.points.indices.filter { rerun || rows[$0] == nil }
 
         if manifest {
             for i in todo {
@@ -86,7 +85,7 @@ struct SweepCommand: ParsableCommand {
         let totalWork = order.reduce(0.0) { $0 + work(scenarios[$1]) }
         say("sweep \(plan.name): \(plan.points.count) points (\(plan.points.count - todo.count) already done), "
               + "\(jobs) worker(s), results in \(folder)/")
-        try writePoints(plan, scenarios, done: done, to: folder)
+        try writePoints(plan, scenarios, rows: rows, to: folder)
 
         let start = ContinuousClock.now
         var pending = order[...]
@@ -99,6 +98,7 @@ struct SweepCommand: ParsableCommand {
                 let dir = pointDir(p)
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 try? FileManager.default.removeItem(atPath: dir + "/summary.json")
+                rows[i] = nil
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: executable)
                 var args = ["run", plan.base, "--seed", String(p.seed), "--out", dir, "--quiet"]
@@ -125,7 +125,8 @@ struct SweepCommand: ParsableCommand {
                 let elapsed = seconds(ContinuousClock.now - start)
                 let eta = doneWork > 0 ? elapsed * (totalWork - doneWork) / doneWork : 0
                 var outcome: String
-                if status == 0 || status == 2, done(r.index), let row = summaryRow(pointDir(p)) {
+                rows[r.index] = summaryRow(pointDir(p), hash: hashes[r.index])
+                if status == 0 || status == 2, let row = rows[r.index] {
                     outcome = "\(row.throughput) confirmed/s, p99 \(row.p99) ms" + (status == 2 ? ", INVARIANT VIOLATED" : "")
                 } else {
                     outcome = "FAILED (exit \(status); see \(pointDir(p))/log.txt)"
@@ -134,7 +135,7 @@ struct SweepCommand: ParsableCommand {
                 say(String(format: "[%\(String(order.count).count)d/%d] %@ %@ seed=%llu: %@ (%.1f s) · elapsed %@ · ETA %@",
                              finished, order.count, p.id as NSString, label(p) as NSString, p.seed, outcome as NSString,
                              took, clock(elapsed) as NSString, clock(eta) as NSString))
-                try writePoints(plan, scenarios, done: done, to: folder)
+                try writePoints(plan, scenarios, rows: rows, to: folder)
             }
         }
         say("sweep \(plan.name): \(finished) point(s) run in \(clock(seconds(ContinuousClock.now - start))), "
@@ -167,9 +168,12 @@ struct SweepCommand: ParsableCommand {
         var messages = "", bytes = "", violations = 0, orphanRate = ""
     }
 
-    private func summaryRow(_ dir: String) -> Row? {
+    /// The row of a finished point: nil unless its summary.json exists and was written for the
+    /// scenario whose hash is `hash`.
+    private func summaryRow(_ dir: String, hash: String) -> Row? {
         guard let data = FileManager.default.contents(atPath: dir + "/summary.json"),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              json["scenario_hash"] as? String == hash,
               let steady = json["steady"] as? [String: Any], let latency = steady["confirm_latency_ms"] as? [String: Any] else { return nil }
         func s(_ v: Any?) -> String {
             switch v {
@@ -191,14 +195,14 @@ struct SweepCommand: ParsableCommand {
     }
 
     /// Rewrites points.csv from every finished point, in sweep order.
-    private func writePoints(_ plan: SweepPlan, _ scenarios: [Scenario], done: (Int) -> Bool, to folder: String) throws {
+    private func writePoints(_ plan: SweepPlan, _ scenarios: [Scenario], rows: [Row?], to folder: String) throws {
         // Varied fields get a column each, unless a fixed column already shows them (`system`).
         let varied = plan.varied.filter { $0 != "system" }
         var csv = "point,seed," + varied.map(csvField).joined(separator: ",")
         csv += (varied.isEmpty ? "" : ",") + "system,groups,n,f,replicas,principals,variant,validation,offered_per_s,"
         csv += "issued,confirmed,throughput_per_s,p50_ms,p90_ms,p99_ms,max_ms,unconfirmed,messages_total,bytes_total,violations,orphan_rate,dir\n"
-        for (i, p) in plan.points.enumerated() where done(i) {
-            guard let r = summaryRow("\(folder)/points/\(p.id)") else { continue }
+        for (i, p) in plan.points.enumerated() {
+            guard let r = rows[i] else { continue }
             let s = scenarios[i]
             var fields = [p.id, String(p.seed)] + p.labels.filter { $0.path != "system" }.map(\.value)
             fields += [s.system.rawValue, String(s.topology.groups), String(s.topology.n), String(s.topology.f),
