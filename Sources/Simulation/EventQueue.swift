@@ -1,4 +1,5 @@
-/// One pending event: its time, its scheduling sequence number and its payload's slab slot.
+/// One pending event in the current bucket's heap: its time, its scheduling sequence number and
+/// the index of its payload in the current bucket.
 struct QueueEntry {
     var time: UInt64
     var sequence: UInt64
@@ -11,35 +12,44 @@ struct QueueEntry {
 /// The simulator's priority queue, ordered by (time, sequence number): simultaneous events run in
 /// the order they were scheduled, so ties never depend on anything but the run itself.
 ///
-/// A calendar queue over a 4-ary heap. Payloads live in a slab with a free list, so only 24-byte
-/// entries move. Time is cut into buckets of 2^16 ns (65.5 µs); a ring of 2^14 buckets covers the
-/// next 1.07 s. Only the current bucket is a heap (small, so it stays in cache); later buckets in
-/// the ring are unsorted arrays, heapified in O(n) when their turn comes; events beyond the ring
-/// wait in an overflow heap and move into the ring as it advances. A plain heap of a million
-/// events misses the cache about ten times per pop; here a pop touches one small heap.
+/// A calendar queue. Time is cut into buckets of 2^14 ns (16.4 µs); a ring of 2^16 buckets covers
+/// the next 1.07 s (`quorumsim bench` tried 2^10…2^16 ns: wider buckets won, their arrays stay
+/// in cache). A ring bucket is an unsorted array of (time, sequence, payload), payloads
+/// inline, so the events of one bucket sit together in memory. When a bucket's turn comes its
+/// array becomes the current bucket and a 4-ary heap of 24-byte entries (time, sequence, index)
+/// is built over it in O(n): a pop touches that small heap and the bucket it came from, never a
+/// payload scattered elsewhere in memory. Events beyond the ring wait in an overflow heap (with
+/// their payloads in a side slab) and move into the ring as it advances. Emptied bucket arrays are
+/// kept in a small pool and reused, so memory follows the busy buckets, not the ring's size.
 struct EventQueue<Payload> {
     typealias Entry = QueueEntry
+    typealias Slot = (time: UInt64, sequence: UInt64, payload: Payload?)
 
-    static var bucketShift: UInt64 { 12 }
-    static var ringSize: Int { 1 << 18 }
+    static var bucketShift: UInt64 { 14 }
+    static var ringSize: Int { 1 << 16 }
+    /// Emptied bucket arrays kept for reuse.
+    static var poolLimit: Int { 256 }
 
-    /// The current bucket's events.
+    /// The current bucket: its heap, and its events (payloads taken as they are popped).
     private var current = EntryHeap()
+    private var currentSlots: [Slot] = []
     /// Index (time >> bucketShift) of the current bucket.
     private var currentBucket: UInt64 = 0
-    private var ring: [[Entry]]
+    private var ring: [[Slot]]
     private var ringCount = 0
+    private var pool: [[Slot]] = []
+    /// Events beyond the ring: a heap of entries whose `slot` indexes `overflowSlab`.
     private var overflow = EntryHeap()
-    private var slab: [Payload?] = []
-    private var free: [Int32] = []
+    private var overflowSlab: [Payload?] = []
+    private var overflowFree: [Int32] = []
     private(set) var scheduled: UInt64 = 0
 
     var count: Int { current.count + ringCount + overflow.count }
     var isEmpty: Bool { count == 0 }
 
     init(reserving capacity: Int = 1024) {
-        slab.reserveCapacity(capacity)
-        ring = [[Entry]](repeating: [], count: Self.ringSize)
+        ring = [[Slot]](repeating: [], count: Self.ringSize)
+        currentSlots.reserveCapacity(Swift.min(capacity, 1024))
     }
 
     /// The earliest pending time (advances to the next non-empty bucket when needed).
@@ -51,40 +61,42 @@ struct EventQueue<Payload> {
     }
 
     mutating func push(_ payload: Payload, at time: UInt64) {
-        let slot: Int32
-        if let reused = free.popLast() {
-            slot = reused
-            slab[Int(slot)] = payload
-        } else {
-            slot = Int32(truncatingIfNeeded: slab.count)
-            slab.append(payload)
-        }
-        let entry = Entry(time: time, sequence: scheduled, slot: slot)
+        let sequence = scheduled
         scheduled &+= 1
-        place(entry)
+        place(time: time, sequence: sequence, payload: payload)
     }
 
     mutating func pop() -> (time: UInt64, payload: Payload)? {
         guard refill(), let top = current.popMin() else { return nil }
-        let payload = slab[Int(top.slot)]
-        slab[Int(top.slot)] = nil
-        free.append(top.slot)
-        guard let payload else { return nil }  // unreachable: every live slot holds a payload
+        let payload = currentSlots[Int(top.slot)].payload.take()
+        if current.isEmpty { currentSlots.removeAll(keepingCapacity: true) }
+        guard let payload else { return nil }  // unreachable: every entry's slot holds a payload
         return (top.time, payload)
     }
 
-    /// Puts an entry where its bucket is: the current heap, a ring bucket, or the overflow.
-    /// Entries earlier than the current bucket (a caller scheduling into the past) join the
+    /// Puts an event where its bucket is: the current bucket, a ring bucket, or the overflow.
+    /// Events earlier than the current bucket (a caller scheduling into the past) join the
     /// current heap, which still orders them first.
-    @inline(__always) private mutating func place(_ entry: Entry) {
-        let bucket = entry.time >> Self.bucketShift
+    @inline(__always) private mutating func place(time: UInt64, sequence: UInt64, payload: Payload) {
+        let bucket = time >> Self.bucketShift
         if bucket <= currentBucket {
-            current.push(entry)
+            current.push(Entry(time: time, sequence: sequence, slot: Int32(truncatingIfNeeded: currentSlots.count)))
+            currentSlots.append((time, sequence, payload))
         } else if bucket - currentBucket < UInt64(Self.ringSize) {
-            ring[Int(bucket & UInt64(Self.ringSize - 1))].append(entry)
+            let i = Int(bucket & UInt64(Self.ringSize - 1))
+            if ring[i].capacity == 0, let spare = pool.popLast() { ring[i] = spare }
+            ring[i].append((time, sequence, payload))
             ringCount += 1
         } else {
-            overflow.push(entry)
+            let slot: Int32
+            if let reused = overflowFree.popLast() {
+                slot = reused
+                overflowSlab[Int(slot)] = payload
+            } else {
+                slot = Int32(truncatingIfNeeded: overflowSlab.count)
+                overflowSlab.append(payload)
+            }
+            overflow.push(Entry(time: time, sequence: sequence, slot: slot))
         }
     }
 
@@ -97,16 +109,30 @@ struct EventQueue<Payload> {
             } else {
                 currentBucket += 1
             }
-            // Overflow entries now within the ring's reach move in (the current bucket's into
+            // Overflow events now within the ring's reach move in (the current bucket's into
             // the heap) before the bucket is taken.
             while let top = overflow.min, (top.time >> Self.bucketShift) - currentBucket < UInt64(Self.ringSize) {
                 _ = overflow.popMin()
-                place(top)
+                let payload = overflowSlab[Int(top.slot)].take()
+                overflowFree.append(top.slot)
+                if let payload { place(time: top.time, sequence: top.sequence, payload: payload) }
             }
             let i = Int(currentBucket & UInt64(Self.ringSize - 1))
-            if !ring[i].isEmpty {
-                ringCount -= ring[i].count
-                current.take(&ring[i])
+            guard !ring[i].isEmpty else { continue }
+            ringCount -= ring[i].count
+            if current.isEmpty {
+                // The usual case: the bucket's array becomes the current bucket as it is.
+                if currentSlots.capacity > 0, pool.count < Self.poolLimit { pool.append(currentSlots) }
+                currentSlots = []
+                swap(&currentSlots, &ring[i])
+                current.build(from: currentSlots)
+            } else {
+                // Overflow events landed in the current bucket first: append after them.
+                for s in ring[i] {
+                    current.push(Entry(time: s.time, sequence: s.sequence, slot: Int32(truncatingIfNeeded: currentSlots.count)))
+                    currentSlots.append(s)
+                }
+                ring[i].removeAll(keepingCapacity: true)
             }
         }
         return true
@@ -137,22 +163,23 @@ struct EntryHeap {
         return top
     }
 
-    /// Adds every entry of `bucket` (leaving it empty, capacity kept) and restores the heap.
-    mutating func take(_ bucket: inout [Entry]) {
-        if items.isEmpty {
-            swap(&items, &bucket)
-            // Floyd's heap construction: O(n).
-            if items.count > 1 {
-                var i = (items.count - 2) >> 2
-                while true {
-                    siftDown(i)
-                    if i == 0 { break }
-                    i -= 1
-                }
+    /// Replaces the heap with one entry per slot of `slots` (index = position), in O(n).
+    mutating func build<P>(from slots: [(time: UInt64, sequence: UInt64, payload: P?)]) {
+        items.removeAll(keepingCapacity: true)
+        items.reserveCapacity(slots.count)
+        slots.withUnsafeBufferPointer { b in
+            for i in b.indices {
+                items.append(Entry(time: b[i].time, sequence: b[i].sequence, slot: Int32(truncatingIfNeeded: i)))
             }
-        } else {
-            for e in bucket { push(e) }
-            bucket.removeAll(keepingCapacity: true)
+        }
+        // Floyd's heap construction.
+        if items.count > 1 {
+            var i = (items.count - 2) >> 2
+            while true {
+                siftDown(i)
+                if i == 0 { break }
+                i -= 1
+            }
         }
     }
 
