@@ -34,6 +34,9 @@ public enum ReadResult: Hashable, Sendable {
 }
 
 /// Everything replicas and clients send each other (PROTOCOL §3–§5).
+///
+/// Cases whose payload is wider than a few words (a vote's 64-byte signature, a read reply) are
+/// `indirect`, so a message is 33 bytes wherever it is queued or copied, not 104.
 public enum Message: Hashable, Sendable {
     /// Per-record step 1: lock a redeem; the parent payment and its proof come along.
     case prepareRedeem(Redeem, parent: CertifiedPayment)
@@ -41,13 +44,13 @@ public enum Message: Hashable, Sendable {
     case preparePayment(Payment, parents: [CertifiedPayment], redeems: [CertifiedRedeem])
     /// The `batched` variant: lock every input and vote for the payment at once.
     case prepareBatch(Payment, parents: [CertifiedPayment], redeems: [Redeem])
-    case vote(VoteStatement, Vote)
-    case reject(RecordType, key: Digest, reason: RejectReason)
+    indirect case vote(VoteStatement, Vote)
+    indirect case reject(RecordType, key: Digest, reason: RejectReason)
     /// Store certified records (one record, or a batched payment with its redeems).
     case commit([StoredRecord])
     case ack(Digest)
-    case read(RecordType, key: Digest, request: UInt64)
-    case readReply(request: UInt64, ReadResult)
+    indirect case read(RecordType, key: Digest, request: UInt64)
+    indirect case readReply(request: UInt64, ReadResult)
     /// Repair: "I hold these certified records of our group" (sequence-numbered batch).
     case repairOffer(sequence: UInt64, keys: [Digest])
     /// Repair: acknowledges an offer and names the keys the sender lacks.

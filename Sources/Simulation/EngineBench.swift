@@ -49,3 +49,10 @@ extension Simulator {
     /// reached the signature scheme (memoized checks excluded): the run's crypto work.
     public var signatureWork: (signs: Int, verifies: Int) { (signsMade, memoMisses ?? verifierCalls) }
 }
+
+extension EngineBench {
+    /// Bytes one event occupies in the queue (payload inline in its bucket), and of a message.
+    public static var eventBytes: (event: Int, message: Int) {
+        (MemoryLayout<EventQueue<Event>.Slot>.stride, MemoryLayout<Message>.stride)
+    }
+}
