@@ -95,6 +95,21 @@ public struct Bytes32: Hashable, Comparable, Sendable {
         hasher.combine(storage.3)
     }
 
+    /// What `Set` and `Dictionary` hash with: the four words folded and finalised with a 64-bit
+    /// mixer (murmur3's), seeded by the table. Digests and keys are uniformly distributed, so this
+    /// spreads them as well as SipHash at a fraction of its cost (hashing 32-byte keys was ~7 % of
+    /// a large run). Only the hash table's internal layout depends on it, never an output.
+    @inlinable public func _rawHashValue(seed: Int) -> Int {
+        var x = storage.0 ^ (storage.1 &* 0x9E37_79B9_7F4A_7C15) ^ (storage.2 &* 0xC2B2_AE3D_27D4_EB4F)
+            ^ (storage.3 &* 0x1656_67B1_9E37_79F9) ^ UInt64(truncatingIfNeeded: seed)
+        x ^= x >> 33
+        x &*= 0xFF51_AFD7_ED55_8CCD
+        x ^= x >> 33
+        x &*= 0xC4CE_B9FE_1A85_EC53
+        x ^= x >> 33
+        return Int(truncatingIfNeeded: x)
+    }
+
     @inlinable public static func < (a: Bytes32, b: Bytes32) -> Bool {
         let x = (UInt64(bigEndian: a.storage.0), UInt64(bigEndian: a.storage.1),
                  UInt64(bigEndian: a.storage.2), UInt64(bigEndian: a.storage.3))
@@ -121,6 +136,7 @@ public struct PublicKey: Hashable, Comparable, Sendable, CustomStringConvertible
         self.raw = try Bytes32(bytes, what: "public key")
     }
     @inlinable public static func < (a: PublicKey, b: PublicKey) -> Bool { a.raw < b.raw }
+    @inlinable public func _rawHashValue(seed: Int) -> Int { raw._rawHashValue(seed: seed) }
     public var description: String { "pk:" + raw.description }
 }
 

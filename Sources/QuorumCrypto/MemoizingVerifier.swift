@@ -8,6 +8,10 @@ public final class MemoizingVerifier: SignatureVerifier {
     struct Entry: Hashable {
         let a: UInt64
         let b: UInt64
+        /// A fingerprint is already uniform: seed and mix one word (as `Bytes32` does).
+        func _rawHashValue(seed: Int) -> Int {
+            Bytes32(storage: (a, b, 0, 0))._rawHashValue(seed: seed)
+        }
     }
 
     private let inner: SignatureVerifier

@@ -156,7 +156,7 @@ public final class ProtocolContext {
 
     /// Checks a certificate against what it must certify (PROTOCOL §1): network, epoch, group,
     /// type, key and value, W…n votes from distinct members, every signature valid. Bounded by n.
-    public func verify(_ certificate: Certificate, types: Set<RecordType>, key: Digest, valueHash: Digest,
+    public func verify(_ certificate: Certificate, types: [RecordType], key: Digest, valueHash: Digest,
                        group: Group, meter: CryptoMeter) throws(CertificateError) {
         let s = certificate.statement
         guard s.networkId == networkId else { throw .wrongNetwork(s.networkId) }

@@ -460,9 +460,9 @@ public final class Simulator {
     func writerProgress(_ p: Int) {
         var w = 0
         while w < principals[p].writers.count {
-            let slot = principals[p].writers[w]
-            let index = Int(slot.payment)
-            switch slot.writer.status {
+            // Read the slot's fields in place: copying a whole writer retains all it holds.
+            let index = Int(principals[p].writers[w].payment)
+            switch principals[p].writers[w].writer.status {
             case .running:
                 w += 1
             case let .certified(certified):
@@ -481,13 +481,14 @@ public final class Simulator {
                 principals[p].wallet.settle(certified.key, proof: certified.proof)
                 // An attacker also keeps what its attack payments created (minted coins, change).
                 principals[p].wallet.receive(certified.payment, proof: certified.proof)
-                principals[p].lastCommitted = (certified, slot.parents)
+                let parents = principals[p].writers[w].parents
+                principals[p].lastCommitted = (certified, parents)
                 let me = principals[p].wallet.publicKey
                 var payees = [Int]()
                 for output in certified.payment.outputs where output.owner != me {
                     if let payee = principalIndex[output.owner], !payees.contains(payee) { payees.append(payee) }
                 }
-                let handOver = Message.handOver(certified, parents: slot.parents)
+                let handOver = Message.handOver(certified, parents: parents)
                 for payee in payees {
                     out.send(handOver, to: node(ofPrincipal: payee))
                     principals[p].handOvers.append((payee, certified.key, handOver))
