@@ -24,11 +24,14 @@ let package = Package(
             providers: [.apt(["libsodium-dev"])]
         ),
         .target(name: "QuorumCrypto", dependencies: ["CSodium"]),
+        // glibc's heap counters (mallinfo2), which Swift's Glibc module does not expose: the
+        // memory breakdown of `quorumsim run --memory-breakdown` and `quorumsim bench`.
+        .target(name: "CHeap"),
         .target(name: "QuorumLedger", dependencies: ["QuorumCrypto"]),
         .target(name: "QuorumStore", dependencies: ["QuorumCrypto", "QuorumLedger"]),
         .target(
             name: "Simulation",
-            dependencies: ["QuorumCrypto", "QuorumLedger", "QuorumStore", .product(name: "Yams", package: "Yams")]
+            dependencies: ["CHeap", "QuorumCrypto", "QuorumLedger", "QuorumStore", .product(name: "Yams", package: "Yams")]
         ),
         .executableTarget(
             name: "quorumsim",

@@ -56,7 +56,7 @@ public final class Simulator {
     var unfinished = 0
     var trace: TraceDigest?
     var faults: FaultLayer
-    let checker: InvariantChecker
+    var checker: InvariantChecker
     /// Payments a payer re-drove after recovering with its log (L5).
     var recovered: [Digest] = []
     /// Attacks mounted, by kind.

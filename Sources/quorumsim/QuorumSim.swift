@@ -48,6 +48,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Also write ledger.txt: every certified record with its certificate (hex of the canonical encoding).")
     var dumpLedger = false
 
+    @Flag(help: "After the run, print on stderr how many heap bytes each part of the simulator holds (quorumcoin only).")
+    var memoryBreakdown = false
+
     func run() throws {
         var scenario = try loadScenario(path: self.scenario, overrides: try parseOverrides(overrides))
         if let seed { scenario.seed = seed }
@@ -110,6 +113,13 @@ struct Run: ParsableCommand {
               + "\(report.events) events in \(String(format: "%.2f", wall)) s wall "
               + "(\(Int(Double(report.events) / max(wall, 1e-9))) events/s, \(String(format: "%.0f", Double(report.confirmed) / max(wall, 1e-9))) payments/s); "
               + "results in \(folder)/")
+        if memoryBreakdown, let quorum {
+            for (part, bytes) in quorum.memoryBreakdown() {
+                let label = part.count < 56 ? part + String(repeating: " ", count: 56 - part.count) : part
+                note("  " + label + String(format: "%8.1f MiB %7.0f B/payment", Double(bytes) / 1048576,
+                                           Double(bytes) / Double(max(1, report.payments))))
+            }
+        }
         if let first = report.violations.first {
             print("INVARIANT VIOLATED: \(report.violations.count) violation(s) of "
                   + Set(report.violations.map(\.invariant)).sorted().joined(separator: ", ")
