@@ -53,7 +53,8 @@ public struct Replica {
 
     /// Keys of payments whose certificates this replica has checked.
     private var verifiedPayments: Set<Digest> = []
-    /// Redeems (key → spender) whose certificates this replica has checked.
+    /// Redeems (key → spender) whose certificates this replica has checked but does not store
+    /// (a Prepare carried them before their Commit came). Stored redeems are checked already.
     private var verifiedRedeems: [Digest: Digest] = [:]
     /// Our own vote signatures, so a re-sent Prepare gets the same vote without signing again.
     private var signatures: [Digest: (VoteStatement, Signature)] = [:]
@@ -239,6 +240,9 @@ public struct Replica {
 
     /// Checks a certified redeem once per (key, spender): a certified value never changes.
     private mutating func verifyRedeem(_ certified: CertifiedRedeem) -> Bool {
+        if case let .redeem(stored) = durable.store[certified.key], stored.redeem.spender == certified.redeem.spender {
+            return true
+        }
         if verifiedRedeems[certified.key] == certified.redeem.spender { return true }
         do { try context.verify(certified, meter: meter, verified: &verifiedPayments) } catch { return false }
         verifiedRedeems[certified.key] = certified.redeem.spender
@@ -290,6 +294,7 @@ public struct Replica {
         durable.store[key] = record
         durable.voted[key] = nil
         signatures[key] = nil
+        if case .redeem = record { verifiedRedeems[key] = nil }
         if case let .redeem(r) = record, durable.locks[key] == nil { durable.locks[key] = r.redeem.valueHash }
         enqueueRepair(key, group: group, now: now, into: &out)
         return true
@@ -321,10 +326,10 @@ public struct Replica {
     private mutating func repairRequested(sequence: UInt64, missing: [Digest], from sender: NodeID, into out: inout Outbox) {
         let peer = sender.raw
         guard isReplica(sender), let offer = repairOffers[peer], offer.sequence == sequence,
-              var queue = repairQueues[peer] else { return }
-        let offered = Set(queue.prefix(offer.count))
-        queue.removeFirst(min(offer.count, queue.count))
-        repairQueues[peer] = queue
+              let queued = repairQueues[peer]?.count else { return }
+        let offered = Set(repairQueues[peer]?.prefix(offer.count) ?? [])
+        // In place: a copy of the queue held here would make removeFirst copy it.
+        repairQueues[peer, default: []].removeFirst(min(offer.count, queued))
         repairOffers[peer] = nil
         let records = missing.prefix(offer.count).filter(offered.contains).compactMap { durable.store[$0] }
         var start = 0
@@ -333,6 +338,21 @@ public struct Replica {
             out.send(.gossip(Array(records[start..<end])), to: sender)
             start = end
         }
+    }
+
+    /// Entries and bucket capacity of each table this replica keeps, with the bytes of one bucket
+    /// (key + value): what `quorumsim run --memory-breakdown` reports per table.
+    public var tableSizes: [(table: String, count: Int, capacity: Int, bucketBytes: Int)] {
+        func row<K, V>(_ name: String, _ d: [K: V]) -> (String, Int, Int, Int) {
+            (name, d.count, d.capacity, MemoryLayout<K>.stride + MemoryLayout<V>.stride)
+        }
+        return [
+            row("store", durable.store), row("locks", durable.locks), row("voted", durable.voted),
+            row("signatures", signatures), row("verifiedRedeems", verifiedRedeems),
+            ("verifiedPayments", verifiedPayments.count, verifiedPayments.capacity, MemoryLayout<Digest>.stride),
+            ("repairQueues (keys)", repairQueues.values.reduce(0) { $0 + $1.count },
+             repairQueues.values.reduce(0) { $0 + $1.capacity }, MemoryLayout<Digest>.stride),
+        ]
     }
 
     private func isReplica(_ node: NodeID) -> Bool { Int(node.raw) < context.replicaCount }
