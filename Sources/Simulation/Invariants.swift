@@ -19,12 +19,16 @@ final class InvariantChecker {
     /// Certified payments, with the time their certificate was first seen.
     private(set) var payments: [Digest: (record: CertifiedPayment, seen: UInt64)] = [:]
     private var paymentOrder: [Digest] = []
-    /// Certified values per redeem key: spender → first seen.
-    private var redeems: [Digest: [(spender: Digest, seen: UInt64)]] = [:]
+    /// The first spender certified for each redeem key, and the second where one was (S1).
+    private var redeemSpender: [Digest: Digest] = [:]
+    private var secondSpender: [Digest: Digest] = [:]
     /// Redeems duly signed by their owner, by (redeem key, spender).
     private var signedRedeems: Set<RedeemClaim> = []
-    /// Votes sent by replicas counted honest: (replica, key) → value hash.
-    private var votes: [VoteKey: Digest] = [:]
+    /// Votes sent by replicas counted honest, per redeem key: the first value voted for and who
+    /// voted for it (one entry per key rather than per vote: the largest table of a big run)...
+    private var firstVotes: [Digest: FirstVote] = [:]
+    /// ...and, under attack only, votes for any other value: (replica, key) → value hash.
+    private var otherVotes: [VoteKey: Digest] = [:]
     /// Payments each honest principal accepted.
     private var accepted: [(principal: Int, record: CertifiedPayment, time: UInt64)] = []
     private var reads: [Digest: [(start: UInt64, end: UInt64, found: Bool)]] = [:]
@@ -34,6 +38,31 @@ final class InvariantChecker {
     private var reported = Set<String>()
 
     struct VoteKey: Hashable { let replica: ReplicaID; let key: Digest }
+    /// A value and the replicas that voted for it: four inline (a group of n = 4 needs no more),
+    /// the rest in `moreVoters`.
+    struct FirstVote {
+        let value: Digest
+        var inline: (ReplicaID, ReplicaID, ReplicaID, ReplicaID) = (0, 0, 0, 0)
+        var inlineCount: UInt8 = 0
+        init(value: Digest) { self.value = value }
+        func inlineContains(_ r: ReplicaID) -> Bool {
+            (inlineCount > 0 && inline.0 == r) || (inlineCount > 1 && inline.1 == r)
+                || (inlineCount > 2 && inline.2 == r) || (inlineCount > 3 && inline.3 == r)
+        }
+        /// Adds `r` inline; false when the four places are taken.
+        mutating func addInline(_ r: ReplicaID) -> Bool {
+            switch inlineCount {
+            case 0: inline.0 = r
+            case 1: inline.1 = r
+            case 2: inline.2 = r
+            case 3: inline.3 = r
+            default: return false
+            }
+            inlineCount += 1
+            return true
+        }
+    }
+    private var moreVoters: Set<VoteKey> = []
     struct RedeemClaim: Hashable, Comparable {
         let key: Digest
         let spender: Digest
@@ -58,15 +87,7 @@ final class InvariantChecker {
         case let .vote(statement, vote):
             // Only redeem keys can have two values: a payment's key is the hash of its value.
             guard honestSender, statement.type == .redeem, vote.replica == from.raw else { return }
-            let key = VoteKey(replica: vote.replica, key: statement.key)
-            if let earlier = votes[key] {
-                if earlier != statement.valueHash {
-                    violate("S10", time, "replica \(vote.replica) voted for two values of key \(statement.key)",
-                            once: "\(vote.replica)/\(statement.key)")
-                }
-            } else {
-                votes[key] = statement.valueHash
-            }
+            observeVote(replica: vote.replica, key: statement.key, value: statement.valueHash, at: time)
         case let .commit(records), let .gossip(records):
             for r in records { record(r, at: time) }
         case let .handOver(payment, parents):
@@ -85,6 +106,32 @@ final class InvariantChecker {
         default:
             return
         }
+    }
+
+    /// S10: an honest replica never votes for two values of one key.
+    private func observeVote(replica r: ReplicaID, key: Digest, value: Digest, at time: UInt64) {
+        let voteKey = VoteKey(replica: r, key: key)
+        guard var first = firstVotes[key] else {
+            var entry = FirstVote(value: value)
+            _ = entry.addInline(r)
+            firstVotes[key] = entry
+            return
+        }
+        let votedFirst = first.inlineContains(r) || (!moreVoters.isEmpty && moreVoters.contains(voteKey))
+        let other = otherVotes.isEmpty ? nil : otherVotes[voteKey]
+        if value == first.value {
+            if let other, other != value { twoValues(r, key, time) }
+            guard !votedFirst else { return }
+            if !first.addInline(r) { moreVoters.insert(voteKey) } else { firstVotes[key] = first }
+        } else if votedFirst || (other.map { $0 != value } ?? false) {
+            twoValues(r, key, time)
+        } else if other == nil {
+            otherVotes[voteKey] = value
+        }
+    }
+
+    private func twoValues(_ r: ReplicaID, _ key: Digest, _ time: UInt64) {
+        violate("S10", time, "replica \(r) voted for two values of key \(key)", once: "\(r)/\(key)")
     }
 
     private func claim(_ redeem: Redeem, parent: Payment?) {
@@ -107,13 +154,14 @@ final class InvariantChecker {
             if case let .batch(p) = r.proof { record(.payment(p), at: time) }
             if case .certificate = r.proof {
                 // A redeem certificate is W votes for "k is spent by this spender".
-                var list = redeems[r.key] ?? []
-                if !list.contains(where: { $0.spender == r.redeem.spender }) {
-                    list.append((r.redeem.spender, time))
-                    redeems[r.key] = list
-                    if list.count == 2 {
-                        violate("S1", time, "redeem key \(r.key) certified for two payments \(list[0].spender) and \(list[1].spender)")
+                let spender = r.redeem.spender
+                if let first = redeemSpender[r.key] {
+                    if first != spender, secondSpender[r.key] == nil {
+                        secondSpender[r.key] = spender
+                        violate("S1", time, "redeem key \(r.key) certified for two payments \(first) and \(spender)")
                     }
+                } else {
+                    redeemSpender[r.key] = spender
                 }
             }
             if let parent = payments[r.redeem.input.parentKey]?.record.payment ?? genesisPayment(r.redeem.input.parentKey) {
