@@ -16,9 +16,10 @@ struct QueueEntry {
 /// the next 1.07 s (`quorumsim bench` tried 2^10…2^16 ns: wider buckets won, their arrays stay
 /// in cache). A ring bucket is an unsorted array of (time, sequence, payload), payloads
 /// inline, so the events of one bucket sit together in memory. When a bucket's turn comes its
-/// array becomes the current bucket and a 4-ary heap of 24-byte entries (time, sequence, index)
-/// is built over it in O(n): a pop touches that small heap and the bucket it came from, never a
-/// payload scattered elsewhere in memory. Events beyond the ring wait in an overflow heap (with
+/// array becomes the current bucket and its 24-byte entries (time, sequence, index) are sorted
+/// once (a counting sort on the time's low bits when the bucket is large); events scheduled into
+/// the current bucket after that wait in a small 4-ary heap beside the sorted run. A pop reads the
+/// next entry and its payload from the bucket, never a payload scattered elsewhere in memory. Events beyond the ring wait in an overflow heap (with
 /// their payloads in a side slab) and move into the ring as it advances. Emptied bucket arrays are
 /// kept in a small pool and reused, so memory follows the busy buckets, not the ring's size.
 struct EventQueue<Payload> {
@@ -30,8 +31,8 @@ struct EventQueue<Payload> {
     /// Emptied bucket arrays kept for reuse.
     static var poolLimit: Int { 256 }
 
-    /// The current bucket: its heap, and its events (payloads taken as they are popped).
-    private var current = EntryHeap()
+    /// The current bucket: its order, and its events (payloads taken as they are popped).
+    private var current = SortedRun()
     private var currentSlots: [Slot] = []
     /// Index (time >> bucketShift) of the current bucket.
     private var currentBucket: UInt64 = 0
@@ -125,17 +126,106 @@ struct EventQueue<Payload> {
                 if currentSlots.capacity > 0, pool.count < Self.poolLimit { pool.append(currentSlots) }
                 currentSlots = []
                 swap(&currentSlots, &ring[i])
-                current.build(from: currentSlots)
+                current.load(currentSlots, offset: 0)
             } else {
                 // Overflow events landed in the current bucket first: append after them.
-                for s in ring[i] {
-                    current.push(Entry(time: s.time, sequence: s.sequence, slot: Int32(truncatingIfNeeded: currentSlots.count)))
-                    currentSlots.append(s)
-                }
+                current.load(ring[i], offset: currentSlots.count)
+                currentSlots.append(contentsOf: ring[i])
                 ring[i].removeAll(keepingCapacity: true)
             }
         }
         return true
+    }
+}
+
+/// The current bucket's order: its events sorted once when its turn comes, then read in
+/// sequence, plus a heap for events scheduled into the bucket after that.
+struct SortedRun {
+    typealias Entry = QueueEntry
+    private var run: [Entry] = []
+    private var next = 0
+    private var late = EntryHeap()
+    private var scratch: [Entry] = []
+    /// Bits of time that differ within one bucket.
+    static var timeBits: UInt64 { EventQueue<Int>.bucketShift }
+
+    var count: Int { run.count - next + late.count }
+    var isEmpty: Bool { next == run.count && late.isEmpty }
+
+    var min: Entry? {
+        guard next < run.count else { return late.min }
+        guard let b = late.min, b < run[next] else { return run[next] }
+        return b
+    }
+
+    mutating func push(_ e: Entry) { late.push(e) }
+
+    mutating func popMin() -> Entry? {
+        guard next < run.count else { return late.popMin() }
+        let a = run[next]
+        if let b = late.min, b < a { return late.popMin() }
+        next += 1
+        if next == run.count {
+            run.removeAll(keepingCapacity: true)
+            next = 0
+        }
+        return a
+    }
+
+    /// Sorts one entry per slot of `slots` (slot index = position + `offset`) into the run, which
+    /// must be empty.
+    mutating func load<P>(_ slots: [(time: UInt64, sequence: UInt64, payload: P?)], offset: Int) {
+        run.removeAll(keepingCapacity: true)
+        next = 0
+        run.reserveCapacity(slots.count)
+        slots.withUnsafeBufferPointer { b in
+            for i in b.indices {
+                run.append(Entry(time: b[i].time, sequence: b[i].sequence, slot: Int32(truncatingIfNeeded: i + offset)))
+            }
+        }
+        // Events are appended in scheduling order, so a bucket is usually sorted by sequence
+        // already; then a stable counting sort on the time's bits below the bucket width orders
+        // it by (time, sequence). Otherwise, or when small, a comparison sort.
+        if run.count >= 256, isSortedBySequence() {
+            radixSortByTime()
+        } else {
+            run.sort { $0 < $1 }
+        }
+    }
+
+    private func isSortedBySequence() -> Bool {
+        run.withUnsafeBufferPointer { b in
+            var i = 1
+            while i < b.count {
+                if b[i].sequence < b[i - 1].sequence { return false }
+                i += 1
+            }
+            return true
+        }
+    }
+
+    /// Stable counting passes of 7 bits over the time's bits below the bucket width (every entry
+    /// is in one bucket, so the higher bits are equal).
+    private mutating func radixSortByTime() {
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: repeatElement(Entry(time: 0, sequence: 0, slot: 0), count: run.count))
+        for shift in stride(from: UInt64(0), to: SortedRun.timeBits, by: 7) {
+            var counts = [Int](repeating: 0, count: 129)
+            run.withUnsafeBufferPointer { src in
+                scratch.withUnsafeMutableBufferPointer { dst in
+                    counts.withUnsafeMutableBufferPointer { c in
+                        for e in src { c[Int((e.time >> shift) & 127) + 1] += 1 }
+                        for d in 1..<129 { c[d] += c[d - 1] }
+                        for e in src {
+                            let d = Int((e.time >> shift) & 127)
+                            dst[c[d]] = e
+                            c[d] += 1
+                        }
+                    }
+                }
+            }
+            swap(&run, &scratch)
+        }
     }
 }
 
@@ -161,26 +251,6 @@ struct EntryHeap {
             siftDown(0)
         }
         return top
-    }
-
-    /// Replaces the heap with one entry per slot of `slots` (index = position), in O(n).
-    mutating func build<P>(from slots: [(time: UInt64, sequence: UInt64, payload: P?)]) {
-        items.removeAll(keepingCapacity: true)
-        items.reserveCapacity(slots.count)
-        slots.withUnsafeBufferPointer { b in
-            for i in b.indices {
-                items.append(Entry(time: b[i].time, sequence: b[i].sequence, slot: Int32(truncatingIfNeeded: i)))
-            }
-        }
-        // Floyd's heap construction.
-        if items.count > 1 {
-            var i = (items.count - 2) >> 2
-            while true {
-                siftDown(i)
-                if i == 0 { break }
-                i -= 1
-            }
-        }
     }
 
     private mutating func siftUp(_ start: Int) {

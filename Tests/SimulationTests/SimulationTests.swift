@@ -87,6 +87,32 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(reference.isEmpty && q.isEmpty && q.nextTime == nil)
     }
 
+    /// Thousands of events in a few buckets ahead (ties included, some arriving through the
+    /// overflow heap) take the current bucket's radix-sort path; order must match a reference.
+    @Test func crowdedBucketsPopInTimeThenSequenceOrder() {
+        var q = EventQueue<Int>(reserving: 4)
+        var rng = DeterministicRandom(seed: 3, stream: "crowded")
+        var reference = [(time: UInt64, id: Int)]()
+        var next = 0
+        func push(_ t: UInt64) {
+            q.push(next, at: t)
+            reference.append((t, next))
+            next += 1
+        }
+        for round in 0..<3 {
+            let base = UInt64(round) * 3_000_000_000  // beyond the ring: via the overflow
+            for _ in 0..<2_000 { push(base &+ 1_000_000 &+ rng.uniform(below: 40_000) / 7 * 7) }
+        }
+        reference.sort { ($0.time, $0.id) < ($1.time, $1.id) }
+        var popped = 0
+        while let (time, id) = q.pop() {
+            #expect(time == reference[popped].time && id == reference[popped].id, "pop \(popped)")
+            popped += 1
+            if popped == 100 { push(reference[99].time &+ 5) ; reference.sort { ($0.time, $0.id) < ($1.time, $1.id) } }
+        }
+        #expect(popped == reference.count && q.isEmpty)
+    }
+
     @Test func deterministicMathMatchesLibm() {
         for i in 1..<2000 {
             let x = Double(i) * 0.013 - 13
