@@ -1,8 +1,9 @@
 import CHeap
 
 extension Simulator {
-    /// Bytes allocated and not freed (glibc's count, not pages).
-    static func heapInUse() -> Int { Int(quorumcoin_heap_in_use()) }
+    /// Bytes allocated and not freed (glibc's count, not pages: unlike RSS it does not move in
+    /// huge-page steps).
+    public static func heapInUse() -> Int { Int(quorumcoin_heap_in_use()) }
 
     /// Where a finished run's heap goes: frees the simulator's parts one at a time and reports the
     /// bytes each release gave back, largest part first in the order freed. Destroys the run's

@@ -101,12 +101,12 @@ struct Bench: ParsableCommand {
             s.workload.payments = 1
             s.duration = Time.second / 10
             s.drain = Time.second
-            return try child(s).peakMiB
+            return try child(s).heapMiB
         }
         let base = try peak(groups: 250, principals: 25_000)
         let moreReplicas = try peak(groups: 1000, principals: 25_000)
         let morePrincipals = try peak(groups: 250, principals: 50_000)
-        print("\nmemory (peak RSS of child runs with one payment, modelled crypto; per payment: see the scale curve)")
+        print("\nmemory (heap at the end of child runs with one payment, modelled crypto; per payment: see the scale curve)")
         print(row("per replica", String(format: "%.2f KiB (+3,000 replicas: +%.1f MiB)", (moreReplicas - base) * 1024 / 3000, moreReplicas - base)))
         print(row("per principal", String(format: "%.2f KiB (+25,000 principals: +%.1f MiB)", (morePrincipals - base) * 1024 / 25_000, morePrincipals - base)))
     }
@@ -144,7 +144,7 @@ struct Bench: ParsableCommand {
     // MARK: Helpers
 
     /// Runs `scenario` in a child `quorumsim run` and reads its wall.json.
-    private func child(_ scenario: Scenario) throws -> (wall: Double, peakMiB: Double, eventsPerSecond: Double) {
+    private func child(_ scenario: Scenario) throws -> (wall: Double, peakMiB: Double, eventsPerSecond: Double, heapMiB: Double) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("quorumsim-bench-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -167,7 +167,8 @@ struct Bench: ParsableCommand {
         let wall = (json["wall_s"] as? NSNumber)?.doubleValue ?? 0
         let peak = (json["peak_rss_mib"] as? NSNumber)?.doubleValue ?? 0
         let eps = (json["events_per_s"] as? NSNumber)?.doubleValue ?? 0
-        return (wall, peak, eps)
+        let heap = (json["heap_at_end_mib"] as? NSNumber)?.doubleValue ?? 0
+        return (wall, peak, eps, heap)
     }
 
     private func median(_ body: () -> Void) -> Double {

@@ -15,6 +15,27 @@ struct QuorumSim: ParsableCommand {
         version: toolVersion,
         subcommands: [Run.self, SweepCommand.self, Replay.self, SwarmCommand.self, Shrink.self, ScenarioHelp.self, Bench.self]
     )
+
+    static func main() {
+        HugePages.enable()
+        Self.main(nil)
+    }
+}
+
+/// Large runs spend much of their time on TLB misses across gigabytes of small objects; glibc
+/// backs its heap with transparent huge pages when `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, a
+/// setting read only at process start. So the first thing quorumsim does is re-execute itself with
+/// it, unless the caller set GLIBC_TUNABLES already or set QUORUMSIM_NO_HUGEPAGES. Measured on a
+/// 60,000-payment scale run: 16–18 s instead of 20–22 s, same peak memory. Outputs do not depend
+/// on it (no simulation state depends on addresses).
+enum HugePages {
+    static func enable() {
+        guard getenv("GLIBC_TUNABLES") == nil, getenv("QUORUMSIM_NO_HUGEPAGES") == nil else { return }
+        setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // Only reached if exec failed: run on with the default heap.
+        unsetenv("GLIBC_TUNABLES")
+    }
 }
 
 /// Standard error, for banners, progress and errors (results go to files). The progress line
@@ -80,6 +101,7 @@ struct Run: ParsableCommand {
                         p.events, Double(p.events) / max(wall, 1e-9) / 1e6, p.finished, p.issued, eta), terminator: false)
         }
         let elapsed = ContinuousClock.now - start
+        let heapMiB = Double(Simulator.heapInUse()) / 1_048_576
         if showProgress { note("") }
         let report = simulator.report(scenarioHash: scenarioHash, toolVersion: toolVersion)
         let folder = out ?? "out/\(scenario.name)-seed\(scenario.seed)"
@@ -100,6 +122,7 @@ struct Run: ParsableCommand {
               "events_per_s": \(Int(Double(report.events) / max(wall, 1e-9))),
               "confirmed_per_wall_s": \(String(format: "%.1f", Double(report.confirmed) / max(wall, 1e-9))),
               "peak_rss_mib": \(peakMemoryMiB()),
+              "heap_at_end_mib": \(String(format: "%.1f", heapMiB)),
               "signature_checks_memoized": \(quorum?.verifierHits ?? 0),
               "signature_checks_computed": \(quorum?.verifierMisses ?? 0)
             }
