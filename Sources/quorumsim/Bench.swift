@@ -124,8 +124,10 @@ struct Bench: ParsableCommand {
             s.workload.payments = payments
             let r = try child(s)
             let ratio = previous.map { r.wall / $0 }
-            print(String(format: "  %-12d %-8.1f %-10.0f %-12@ %-12.0f %.0f", payments, r.wall, r.peakMiB,
-                         (ratio.map { String(format: "%.2f", $0) } ?? "-") as NSString, Double(payments) / r.wall, r.eventsPerSecond))
+            // Foundation on Linux does not pad %@: pad the ratio column by hand.
+            let ratioText = (ratio.map { String(format: "%.2f", $0) } ?? "-").padding(toLength: 12, withPad: " ", startingAt: 0)
+            print(String(format: "  %-12d %-8.1f %-10.0f ", payments, r.wall, r.peakMiB) + ratioText
+                  + String(format: " %-12.0f %.0f", Double(payments) / r.wall, r.eventsPerSecond))
             if let ratio, ratio > 2.2 { print("    doubling cost \(String(format: "%.2f", ratio))× (target ≤ 2.2×)") }
             previous = r.wall
             last = (r.wall, r.peakMiB)
