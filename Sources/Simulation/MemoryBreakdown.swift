@@ -6,8 +6,8 @@ extension Simulator {
     public static func heapInUse() -> Int { Int(quorumcoin_heap_in_use()) }
 
     /// Where a finished run's heap goes: frees the simulator's parts one at a time and reports the
-    /// bytes each release gave back, largest part first in the order freed. Destroys the run's
-    /// state, so call it last (`quorumsim run --memory-breakdown`, `quorumsim bench`). Objects shared
+    /// bytes each release gave back, in the order freed. Destroys the run's state, so call it last
+    /// (`quorumsim run --memory-breakdown`). Objects shared
     /// between parts (a record held by replicas and by the checker) count where the last holder
     /// is freed, so the order is chosen from the most to the least shared.
     public func memoryBreakdown() -> [(part: String, bytes: Int)] {
@@ -17,21 +17,20 @@ extension Simulator {
             body()
             parts.append((name, max(0, before - Simulator.heapInUse())))
         }
-        var tables = [String: (count: Int, bytes: Int)]()
-        var order = [String]()
+        // Every replica lists the same tables in the same order: sum them by position.
+        let names = replicas.first?.tableSizes.map(\.table) ?? []
+        var tables = [(count: Int, bytes: Int)](repeating: (0, 0), count: names.count)
         for replica in replicas {
-            for t in replica.tableSizes {
-                if tables[t.table] == nil { order.append(t.table) }
-                let old = tables[t.table] ?? (0, 0)
-                tables[t.table] = (old.count + t.count, old.bytes + t.capacity * t.bucketBytes)
+            for (i, t) in replica.tableSizes.enumerated() {
+                tables[i].count += t.count
+                tables[i].bytes += t.capacity * t.bucketBytes
             }
         }
         release("invariant checker") { checker = InvariantChecker(context: context) }
         release("event queue") { queue = EventQueue<Event>(reserving: 0) }
         release("principals (wallets, writers, readers)") { principals = []; cpu = [] }
         release("replicas (stores, locks, repair queues)") { replicas = [] }
-        for name in order {
-            guard let t = tables[name] else { continue }
+        for (name, t) in zip(names, tables) {
             parts.append(("  replica table \(name) (\(t.count) entries, buckets only)", t.bytes))
         }
         release("payment index and metrics") {
