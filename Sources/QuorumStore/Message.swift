@@ -35,30 +35,31 @@ public enum ReadResult: Hashable, Sendable {
 
 /// Everything replicas and clients send each other (PROTOCOL §3–§5).
 ///
-/// Cases whose payload is wider than a few words (a vote's 64-byte signature, a read reply) are
-/// `indirect`, so a message is 33 bytes wherever it is queued or copied, not 104.
+/// Every case whose payload is wider than one reference is `indirect`, so a message is one
+/// pointer (8 bytes) wherever it is queued or copied: a queued event is 32 bytes, not 64. A
+/// message sent to a whole group is one box shared by every copy.
 public enum Message: Hashable, Sendable {
     /// Per-record step 1: lock a redeem; the parent payment and its proof come along.
-    case prepareRedeem(Redeem, parent: CertifiedPayment)
+    indirect case prepareRedeem(Redeem, parent: CertifiedPayment)
     /// Per-record step 2: vote for a payment whose redeems are certified.
-    case preparePayment(Payment, parents: [CertifiedPayment], redeems: [CertifiedRedeem])
+    indirect case preparePayment(Payment, parents: [CertifiedPayment], redeems: [CertifiedRedeem])
     /// The `batched` variant: lock every input and vote for the payment at once.
-    case prepareBatch(Payment, parents: [CertifiedPayment], redeems: [Redeem])
+    indirect case prepareBatch(Payment, parents: [CertifiedPayment], redeems: [Redeem])
     indirect case vote(VoteStatement, Vote)
     indirect case reject(RecordType, key: Digest, reason: RejectReason)
     /// Store certified records (one record, or a batched payment with its redeems).
     case commit([StoredRecord])
-    case ack(Digest)
+    indirect case ack(Digest)
     indirect case read(RecordType, key: Digest, request: UInt64)
     indirect case readReply(request: UInt64, ReadResult)
     /// Repair: "I hold these certified records of our group" (sequence-numbered batch).
-    case repairOffer(sequence: UInt64, keys: [Digest])
+    indirect case repairOffer(sequence: UInt64, keys: [Digest])
     /// Repair: acknowledges an offer and names the keys the sender lacks.
-    case repairRequest(sequence: UInt64, missing: [Digest])
+    indirect case repairRequest(sequence: UInt64, missing: [Digest])
     /// Repair: certified records pushed to a group peer (no ack).
     case gossip([StoredRecord])
     /// Step 3: the payer hands a certified payment and its certified parents to a payee.
-    case handOver(CertifiedPayment, parents: [CertifiedPayment])
+    indirect case handOver(CertifiedPayment, parents: [CertifiedPayment])
 
     /// A short name for metrics and logs.
     public var kind: String {
