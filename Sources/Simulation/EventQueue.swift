@@ -14,17 +14,22 @@ struct QueueEntry {
 ///
 /// A calendar queue. Time is cut into buckets of 2^14 ns (16.4 µs); a ring of 2^16 buckets covers
 /// the next 1.07 s (`quorumsim bench` tried 2^10…2^16 ns: wider buckets won, their arrays stay
-/// in cache). A ring bucket is an unsorted array of (time, sequence, payload), payloads
-/// inline, so the events of one bucket sit together in memory. When a bucket's turn comes its
-/// array becomes the current bucket and its 24-byte entries (time, sequence, index) are sorted
-/// once (a counting sort on the time's low bits when the bucket is large); events scheduled into
-/// the current bucket after that wait in a small 4-ary heap beside the sorted run. A pop reads the
-/// next entry and its payload from the bucket, never a payload scattered elsewhere in memory. Events beyond the ring wait in an overflow heap (with
-/// their payloads in a side slab) and move into the ring as it advances. Emptied bucket arrays are
-/// kept in a small pool and reused, so memory follows the busy buckets, not the ring's size.
+/// in cache). A ring bucket is an unsorted array of (time, payload), payloads inline, so the
+/// events of one bucket sit together in memory. A bucket's array is always in scheduling order
+/// (events reach a bucket from the overflow before any can be pushed into it directly, and the
+/// overflow releases them in (time, sequence) order), so its position is its sequence number and
+/// a slot needs no sequence field: 32 bytes with the simulator's events. When a bucket's turn
+/// comes its array becomes the current bucket and its entries (time, position) are sorted once,
+/// stably (a counting sort on the time's low bits when the bucket is large); events scheduled into
+/// the current bucket after that are newer than all of it and wait in a small 4-ary heap beside
+/// the sorted run, winning only on an earlier time. A pop reads the next entry and its payload
+/// from the bucket, never a payload scattered elsewhere in memory. Events beyond the ring wait in
+/// an overflow heap (with their payloads in a side slab) and move into the ring as it advances.
+/// Emptied bucket arrays are kept in a small pool and reused, so memory follows the busy buckets,
+/// not the ring's size.
 struct EventQueue<Payload> {
     typealias Entry = QueueEntry
-    typealias Slot = (time: UInt64, sequence: UInt64, payload: Payload?)
+    typealias Slot = (time: UInt64, payload: Payload?)
 
     static var bucketShift: UInt64 { 14 }
     static var ringSize: Int { 1 << 16 }
@@ -82,11 +87,11 @@ struct EventQueue<Payload> {
         let bucket = time >> Self.bucketShift
         if bucket <= currentBucket {
             current.push(Entry(time: time, sequence: sequence, slot: Int32(truncatingIfNeeded: currentSlots.count)))
-            currentSlots.append((time, sequence, payload))
+            currentSlots.append((time, payload))
         } else if bucket - currentBucket < UInt64(Self.ringSize) {
             let i = Int(bucket & UInt64(Self.ringSize - 1))
             if ring[i].capacity == 0, let spare = pool.popLast() { ring[i] = spare }
-            ring[i].append((time, sequence, payload))
+            ring[i].append((time, payload))
             ringCount += 1
         } else {
             let slot: Int32
@@ -126,11 +131,16 @@ struct EventQueue<Payload> {
                 if currentSlots.capacity > 0, pool.count < Self.poolLimit { pool.append(currentSlots) }
                 currentSlots = []
                 swap(&currentSlots, &ring[i])
-                current.load(currentSlots, offset: 0)
+                current.load(currentSlots)
             } else {
-                // Overflow events landed in the current bucket first: append after them.
-                current.load(ring[i], offset: currentSlots.count)
-                currentSlots.append(contentsOf: ring[i])
+                // Overflow events landed in the current bucket first (only after a jump over an
+                // empty ring, so the bucket's own events, all scheduled later, are newer): they
+                // join the heap in their order with fresh sequence numbers.
+                for slot in ring[i] {
+                    guard let payload = slot.payload else { continue }
+                    place(time: slot.time, sequence: scheduled, payload: payload)
+                    scheduled &+= 1
+                }
                 ring[i].removeAll(keepingCapacity: true)
             }
         }
@@ -139,7 +149,9 @@ struct EventQueue<Payload> {
 }
 
 /// The current bucket's order: its events sorted once when its turn comes, then read in
-/// sequence, plus a heap for events scheduled into the bucket after that.
+/// sequence, plus a heap for events scheduled into the bucket after that. Every event in the heap
+/// is newer than every event in the run, so the heap goes first only with an earlier time; inside
+/// the run, ties keep bucket order (the entries' `sequence` is unused there).
 struct SortedRun {
     typealias Entry = QueueEntry
     private var run: [Entry] = []
@@ -154,7 +166,7 @@ struct SortedRun {
 
     var min: Entry? {
         guard next < run.count else { return late.min }
-        guard let b = late.min, b < run[next] else { return run[next] }
+        guard let b = late.min, b.time < run[next].time else { return run[next] }
         return b
     }
 
@@ -163,7 +175,7 @@ struct SortedRun {
     mutating func popMin() -> Entry? {
         guard next < run.count else { return late.popMin() }
         let a = run[next]
-        if let b = late.min, b < a { return late.popMin() }
+        if let b = late.min, b.time < a.time { return late.popMin() }
         next += 1
         if next == run.count {
             run.removeAll(keepingCapacity: true)
@@ -172,35 +184,23 @@ struct SortedRun {
         return a
     }
 
-    /// Sorts one entry per slot of `slots` (slot index = position + `offset`) into the run, which
-    /// must be empty.
-    mutating func load<P>(_ slots: [(time: UInt64, sequence: UInt64, payload: P?)], offset: Int) {
+    /// Sorts one entry per slot of `slots` (a bucket, in scheduling order) into the run, which
+    /// must be empty: by time, ties in bucket order.
+    mutating func load<P>(_ slots: [(time: UInt64, payload: P?)]) {
         run.removeAll(keepingCapacity: true)
         next = 0
         run.reserveCapacity(slots.count)
         slots.withUnsafeBufferPointer { b in
             for i in b.indices {
-                run.append(Entry(time: b[i].time, sequence: b[i].sequence, slot: Int32(truncatingIfNeeded: i + offset)))
+                run.append(Entry(time: b[i].time, sequence: 0, slot: Int32(truncatingIfNeeded: i)))
             }
         }
-        // Events are appended in scheduling order, so a bucket is usually sorted by sequence
-        // already; then a stable counting sort on the time's bits below the bucket width orders
-        // it by (time, sequence). Otherwise, or when small, a comparison sort.
-        if run.count >= 256, isSortedBySequence() {
+        // A stable counting sort on the time's bits below the bucket width when large, else a
+        // comparison sort on (time, position).
+        if run.count >= 256 {
             radixSortByTime()
         } else {
-            run.sort { $0 < $1 }
-        }
-    }
-
-    private func isSortedBySequence() -> Bool {
-        run.withUnsafeBufferPointer { b in
-            var i = 1
-            while i < b.count {
-                if b[i].sequence < b[i - 1].sequence { return false }
-                i += 1
-            }
-            return true
+            run.sort { $0.time < $1.time || ($0.time == $1.time && $0.slot < $1.slot) }
         }
     }
 
