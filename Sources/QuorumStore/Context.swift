@@ -185,9 +185,9 @@ public final class ProtocolContext {
     /// from G(payer).
     /// `verified` caches keys of payments already shown certified (certified records never change),
     /// so each node checks a payment's certificate once.
-    public func verify(_ record: CertifiedPayment, meter: CryptoMeter, verified: inout Set<Digest>) throws(CertificateError) {
+    public func verify<V: VerifiedPayments>(_ record: CertifiedPayment, meter: CryptoMeter, verified: inout V) throws(CertificateError) {
         let key = record.payment.key
-        if verified.contains(key) { return }
+        if verified.isVerified(key) { return }
         switch record.proof {
         case .genesis:
             guard genesis.contains(key) else { throw .notGenesis(key) }
@@ -195,13 +195,13 @@ public final class ProtocolContext {
             try verify(certificate, types: [.payment, .batch], key: key, valueHash: key,
                        group: group(of: record.payment.payer), meter: meter)
         }
-        verified.insert(key)
+        verified.markVerified(key)
     }
 
     /// A redeem's proof: a `redeem` certificate on (k, H(spender)) from G(owner), or the batch
     /// certificate of the payment it names, which must spend this redeem's output. In the batch
     /// case the owner's signature is checked too, so a stored redeem is always duly signed.
-    public func verify(_ record: CertifiedRedeem, meter: CryptoMeter, verified: inout Set<Digest>) throws(RecordError) {
+    public func verify<V: VerifiedPayments>(_ record: CertifiedRedeem, meter: CryptoMeter, verified: inout V) throws(RecordError) {
         let redeem = record.redeem
         switch record.proof {
         case let .certificate(certificate):
@@ -221,7 +221,7 @@ public final class ProtocolContext {
         }
     }
 
-    public func verify(_ record: StoredRecord, meter: CryptoMeter, verified: inout Set<Digest>) throws(RecordError) {
+    public func verify<V: VerifiedPayments>(_ record: StoredRecord, meter: CryptoMeter, verified: inout V) throws(RecordError) {
         switch record {
         case let .payment(p):
             do { try verify(p, meter: meter, verified: &verified) } catch { throw .certificate(error) }
@@ -229,6 +229,18 @@ public final class ProtocolContext {
             try verify(r, meter: meter, verified: &verified)
         }
     }
+}
+
+/// Keys of payments a node has already shown certified: the cache `ProtocolContext.verify`
+/// consults and fills. A `Set<Digest>` is one; a replica's counts what it stores as verified too.
+public protocol VerifiedPayments {
+    func isVerified(_ key: Digest) -> Bool
+    mutating func markVerified(_ key: Digest)
+}
+
+extension Set: VerifiedPayments where Element == Digest {
+    @inlinable public func isVerified(_ key: Digest) -> Bool { contains(key) }
+    @inlinable public mutating func markVerified(_ key: Digest) { insert(key) }
 }
 
 extension Wallet.InFlight where Proof == PaymentProof {

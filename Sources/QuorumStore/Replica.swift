@@ -24,14 +24,27 @@ public struct ReplicaSettings: Sendable, Hashable {
 public struct Replica {
     /// State that survives a crash when locks are durable (PROTOCOL §4: "durably, before replying").
     public struct Durable: Sendable {
-        /// k → value hash this replica voted for. Never overwritten with another value.
+        /// k → value hash this replica voted for, where no certified redeem of k is stored with
+        /// that value: a stored redeem locks its key to its own value without an entry here
+        /// (it would repeat the store, a third of a big run's replica memory). `lock(_:)` reads
+        /// both. Never overwritten with another value.
         public internal(set) var locks: [Digest: Digest] = [:]
+        /// Keys of redeems stored when volatile locks were lost (`losingLocks`): their stored
+        /// value no longer locks them, as if the lock table had been wiped.
+        public internal(set) var unlockedStored: Set<Digest> = []
         /// Values voted for but not yet known certified (answered to reads as votes).
         public internal(set) var voted: [Digest: VotedValue] = [:]
         /// Certified records held (own group's records and verified parents of prepares).
         public internal(set) var store: [Digest: StoredRecord] = [:]
 
         public init() {}
+
+        /// The value hash `key` is locked to: a lock entry, else a stored certified redeem's.
+        public func lock(_ key: Digest) -> Digest? {
+            if let held = locks[key] { return held }
+            guard case let .redeem(r) = store[key], unlockedStored.isEmpty || !unlockedStored.contains(key) else { return nil }
+            return r.redeem.valueHash
+        }
 
         /// What survives a crash of a replica that kept its locks in volatile memory (a fault the
         /// simulator injects to show why PROTOCOL §4 demands durable locks): certified records stay,
@@ -40,6 +53,9 @@ public struct Replica {
             var copy = self
             copy.locks = [:]
             copy.voted = [:]
+            for (key, record) in store where !unlockedStored.contains(key) {
+                if case .redeem = record { copy.unlockedStored.insert(key) }
+            }
             return copy
         }
     }
@@ -51,7 +67,8 @@ public struct Replica {
     private let signer: any Signer
     public private(set) var durable: Durable
 
-    /// Keys of payments whose certificates this replica has checked.
+    /// Keys of payments whose certificates this replica has checked but does not store (every
+    /// stored payment was checked: `Verified` counts those too).
     private var verifiedPayments: Set<Digest> = []
     /// Redeems (key → spender) whose certificates this replica has checked but does not store
     /// (a Prepare carried them before their Commit came). Stored redeems are checked already.
@@ -79,9 +96,29 @@ public struct Replica {
         self.settings = settings
         self.meter = CryptoMeter(context.verifier)
         self.durable = durable
-        for (key, record) in durable.store {
-            if case .payment = record { verifiedPayments.insert(key) }
+    }
+
+    /// The replica's `VerifiedPayments`: stored payments, and checked ones it does not store.
+    struct Verified: VerifiedPayments {
+        var unstored: Set<Digest>
+        let store: [Digest: StoredRecord]
+        func isVerified(_ key: Digest) -> Bool {
+            if case .payment = store[key] { return true }
+            return unstored.contains(key)
         }
+        mutating func markVerified(_ key: Digest) {
+            if case .payment = store[key] { return }
+            unstored.insert(key)
+        }
+    }
+
+    /// Runs `check` with the verified-payment cache (moved out and back, so inserting does not
+    /// copy it; the store must not change meanwhile).
+    private mutating func withVerified(_ check: (inout Verified) -> Bool) -> Bool {
+        var cache = Verified(unstored: verifiedPayments, store: durable.store)
+        verifiedPayments = []
+        defer { verifiedPayments = cache.unstored }
+        return check(&cache)
     }
 
     // MARK: Inputs
@@ -232,9 +269,14 @@ public struct Replica {
     /// it lets readers find the parent in this (the child's) group.
     private mutating func verifyParent(_ parent: CertifiedPayment) -> Bool {
         let key = parent.payment.key
+        if case .payment = durable.store[key] { return true }
         if verifiedPayments.contains(key) { return true }
-        do { try context.verify(parent, meter: meter, verified: &verifiedPayments) } catch { return false }
-        if durable.store[key] == nil { durable.store[key] = .payment(parent) }
+        let context = context, meter = meter
+        guard withVerified({ (try? context.verify(parent, meter: meter, verified: &$0)) != nil }) else { return false }
+        if durable.store[key] == nil {
+            durable.store[key] = .payment(parent)
+            verifiedPayments.remove(key)
+        }
         return true
     }
 
@@ -244,7 +286,8 @@ public struct Replica {
             return true
         }
         if verifiedRedeems[certified.key] == certified.redeem.spender { return true }
-        do { try context.verify(certified, meter: meter, verified: &verifiedPayments) } catch { return false }
+        let context = context, meter = meter
+        guard withVerified({ (try? context.verify(certified, meter: meter, verified: &$0)) != nil }) else { return false }
         verifiedRedeems[certified.key] = certified.redeem.spender
         return true
     }
@@ -252,9 +295,9 @@ public struct Replica {
     /// Locks every key to `valueHash`, or none if any is locked to another value.
     private mutating func lock(_ keys: [Digest], to valueHash: Digest) -> Bool {
         for key in keys {
-            if let held = durable.locks[key], held != valueHash { return false }
+            if let held = durable.lock(key), held != valueHash { return false }
         }
-        for key in keys { durable.locks[key] = valueHash }
+        for key in keys where durable.lock(key) == nil { durable.locks[key] = valueHash }
         return true
     }
 
@@ -289,13 +332,21 @@ public struct Replica {
         case let .redeem(r):
             guard verifyRedeem(r) else { return false }
         case .payment:
-            do { try context.verify(record, meter: meter, verified: &verifiedPayments) } catch { return false }
+            let context = context, meter = meter
+            guard withVerified({ (try? context.verify(record, meter: meter, verified: &$0)) != nil }) else { return false }
         }
         durable.store[key] = record
         durable.voted[key] = nil
         signatures[key] = nil
-        if case .redeem = record { verifiedRedeems[key] = nil }
-        if case let .redeem(r) = record, durable.locks[key] == nil { durable.locks[key] = r.redeem.valueHash }
+        switch record {
+        case let .redeem(r):
+            verifiedRedeems[key] = nil
+            // The stored value now locks the key; an entry for the same value is redundant (one
+            // for another value stays: locks are never overwritten).
+            if durable.locks[key] == r.redeem.valueHash { durable.locks[key] = nil }
+        case .payment:
+            verifiedPayments.remove(key)
+        }
         enqueueRepair(key, group: group, now: now, into: &out)
         return true
     }

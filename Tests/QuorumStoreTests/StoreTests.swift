@@ -110,7 +110,7 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
             #expect(c.certifiedValues(e1.redeems[0].key).count <= 1)
             // S10: no replica locked the redeem key to two values (locks are never overwritten).
             for r in c.replicas {
-                if let lock = r.durable.locks[e1.redeems[0].key] {
+                if let lock = r.durable.lock(e1.redeems[0].key) {
                     #expect(lock == e1.redeems[0].valueHash || lock == e2.redeems[0].valueHash)
                 }
             }
