@@ -63,11 +63,6 @@ extension Simulator {
 
     func checkInvariants() -> [Violation] {
         let attackers = Set(faults.attackers.keys)
-        var stores = [(replica: Int, records: [StoredRecord])]()
-        for i in 0..<replicaCount where !faults.isByzantine(i) {
-            let store = replicas[i].durable.store
-            stores.append((i, store.keys.sorted().compactMap { store[$0] }))
-        }
         var honest = [(key: Digest?, issued: UInt64, certified: UInt64, bound: UInt64?)]()
         var committed = [Digest: UInt64]()
         for r in records {
@@ -88,7 +83,12 @@ extension Simulator {
         }
         let stuck = (0..<replicaCount).filter { !faults.isFaulty($0) && cpu[$0].busyUntil > endTime &+ 10 * Time.second }
         let world = InvariantChecker.World(
-            honestReplicaStores: stores,
+            honestReplicas: (0..<replicaCount).filter { !faults.isByzantine($0) },
+            storedRecords: { [replicas] i in
+                let store = replicas[i].durable.store
+                return store.keys.sorted().compactMap { store[$0] }
+            },
+            holds: { [replicas] i, key in replicas[i].durable.store[key] != nil },
             honestPayments: honest,
             end: endTime,
             lockedHonest: lockedFunds.filter { !attackers.contains($0.principal) && $0.reason.hasPrefix("refused") },

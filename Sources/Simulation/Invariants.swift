@@ -190,7 +190,13 @@ final class InvariantChecker {
 
     /// Inputs the end-of-run checks need from the simulator.
     struct World {
-        var honestReplicaStores: [(replica: Int, records: [StoredRecord])]
+        /// Replicas counted honest, whose stores S9 and L3 read.
+        var honestReplicas: [Int]
+        /// One honest replica's stored records in key order. Asked for one replica at a time:
+        /// every store at once is ten million records in a million-payment run.
+        var storedRecords: (Int) -> [StoredRecord]
+        /// Whether an honest replica stores a key (L3).
+        var holds: (Int, Digest) -> Bool
         var honestPayments: [(key: Digest?, issued: UInt64, certified: UInt64, bound: UInt64?)]
         var end: UInt64
         var lockedHonest: [LockedFunds]
@@ -205,7 +211,7 @@ final class InvariantChecker {
     func finish(_ world: World) -> [Violation] {
         let genesis = context.genesis
         // S1 for payments holds by construction (K is the hash of the value); S2: one spender per output.
-        var spentBy = [InputRef: Digest]()
+        var spentBy = [InputRef: Digest](minimumCapacity: paymentOrder.count)  // no regrowth at the peak
         var fees: [UInt64] = []
         /// Certified payments that break S4, S5, S6 or S7 themselves.
         var invalid = Set<Digest>()
@@ -262,9 +268,12 @@ final class InvariantChecker {
             }
         }
         // S3: unspent outputs + burned fees == genesis supply.
+        // (Summed in first-seen order: whether a UInt64 sum of non-negative terms overflows does
+        // not depend on the order.)
         var unspent = [UInt64]()
         var overflow = false
-        for (key, entry) in payments.sorted(by: { $0.key < $1.key }) {
+        for key in paymentOrder {
+            guard let entry = payments[key] else { continue }
             for (i, o) in entry.record.payment.outputs.enumerated() where spentBy[InputRef(parentKey: key, index: UInt32(i))] == nil {
                 unspent.append(o.amount)
             }
@@ -282,7 +291,7 @@ final class InvariantChecker {
             violate("S3", world.end, "unspent + fees = \(overflow ? "overflow" : String(total)), genesis supply = \(genesis.supply)")
         }
         // S8: honest readers accept only valid, certified, non-conflicting payments.
-        var acceptedSpends = [InputRef: Digest]()
+        var acceptedSpends = [InputRef: Digest](minimumCapacity: accepted.count)
         for a in accepted {
             let key = a.record.key
             if payments[key] == nil && !genesis.contains(key) {
@@ -301,9 +310,9 @@ final class InvariantChecker {
         }
         // S9: every record an honest replica stores carries a well-formed, valid certificate.
         let checkMeter = CryptoMeter(context.verifier)
-        for (replica, records) in world.honestReplicaStores {
+        for replica in world.honestReplicas {
             var fresh = Set<Digest>()
-            for r in records where (try? context.verify(r, meter: checkMeter, verified: &fresh)) == nil {
+            for r in world.storedRecords(replica) where (try? context.verify(r, meter: checkMeter, verified: &fresh)) == nil {
                 violate("S9", world.end, "replica \(replica) stores \(r.key) with an invalid certificate", once: "S9\(replica)")
             }
         }
@@ -328,12 +337,10 @@ final class InvariantChecker {
         }
         // L3: certified records reach every honest, live member of their group.
         if let deadline = world.repairDeadline {
-            var holders = [Digest: Set<Int>]()
-            for (replica, records) in world.honestReplicaStores { for r in records { holders[r.key, default: []].insert(replica) } }
             for key in paymentOrder {
                 guard let (record, seen) = payments[key], seen <= deadline, !genesis.contains(key),
                       world.committedKeys[key] != nil else { continue }
-                for member in world.groupMembers(record.payment.payer) where world.honestLive(member) && !(holders[key]?.contains(member) ?? false) {
+                for member in world.groupMembers(record.payment.payer) where world.honestLive(member) && !world.holds(member, key) {
                     violate("L3", world.end, "certified payment \(key) never reached honest replica \(member)", once: "L3")
                 }
             }

@@ -92,7 +92,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         sim.run()
         #expect(sim.runViolations.isEmpty)
         let world = InvariantChecker.World(
-            honestReplicaStores: [], honestPayments: [], end: sim.endTime, lockedHonest: [], recoveredUnfinished: [],
+            honestReplicas: [], storedRecords: { _ in [] }, holds: { _, _ in false }, honestPayments: [], end: sim.endTime, lockedHonest: [], recoveredUnfinished: [],
             stuckHonestReplicas: [], repairDeadline: nil, groupMembers: { _ in [] }, honestLive: { _ in true }, committedKeys: [:])
         return (sim, world)
     }
@@ -116,7 +116,8 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
                                                               by: sim.principals[0].wallet.signer),
                                       proof: .certificate(Certificate(statement: sim.context.statement(.payment, key: .zero, valueHash: .zero, group: GroupID(raw: 0)), votes: [])))
         var world = base
-        world.honestReplicaStores = [(0, [.payment(forged)])]
+        world.honestReplicas = [0]
+        world.storedRecords = { _ in [.payment(forged)] }
         #expect(fails(sim, world) == ["S9"])
     }
 
@@ -149,7 +150,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         world.committedKeys = [key: 1]
         world.repairDeadline = sim.endTime
         world.groupMembers = { _ in members }
-        world.honestReplicaStores = members.dropFirst().map { ($0, []) }
+        world.honestReplicas = Array(members.dropFirst())
         #expect(Set(checker.finish(world).map(\.invariant)) == ["L3"])
     }
 }
