@@ -15,15 +15,15 @@ public struct Violation: Sendable, Equatable {
 final class InvariantChecker {
     let context: ProtocolContext
     private let meter: CryptoMeter
-    private var verified = Set<Digest>()
+    /// Payments shown certified but not in `payments` (a batch spender whose redeem failed its
+    /// other checks); every payment in `payments` was verified, and `Verified` counts it so.
+    private var verifiedUnrecorded = Set<Digest>()
     /// Certified payments, with the time their certificate was first seen.
     private(set) var payments: [Digest: (record: CertifiedPayment, seen: UInt64)] = [:]
     private var paymentOrder: [Digest] = []
     /// The first spender certified for each redeem key, and the second where one was (S1).
     private var redeemSpender: [Digest: Digest] = [:]
     private var secondSpender: [Digest: Digest] = [:]
-    /// Redeems duly signed by their owner, by (redeem key, spender).
-    private var signedRedeems: Set<RedeemClaim> = []
     /// Votes sent by replicas counted honest, per redeem key: the first value voted for and who
     /// voted for it (one entry per key rather than per vote: the largest table of a big run)...
     private var firstVotes: [Digest: FirstVote] = [:]
@@ -32,8 +32,13 @@ final class InvariantChecker {
     /// Payments each honest principal accepted.
     private var accepted: [(principal: Int, record: CertifiedPayment, time: UInt64)] = []
     private var reads: [Digest: [(start: UInt64, end: UInt64, found: Bool)]] = [:]
-    /// Certified redeem records as first seen, by (key, spender).
-    private(set) var redeemRecords: [RedeemClaim: CertifiedRedeem] = [:]
+    /// Per (redeem key, spender): the certified redeem record as first seen, and whether a redeem
+    /// duly signed by its owner was seen (one table for both: the claims are the same keys).
+    private var claims: [RedeemClaim: ClaimFacts] = [:]
+    struct ClaimFacts {
+        var record: CertifiedRedeem?
+        var signed = false
+    }
     private(set) var violations: [Violation] = []
     private var reported = Set<String>()
 
@@ -72,6 +77,22 @@ final class InvariantChecker {
     init(context: ProtocolContext) {
         self.context = context
         self.meter = CryptoMeter(context.verifier)
+    }
+
+    struct Verified: VerifiedPayments {
+        let payments: [Digest: (record: CertifiedPayment, seen: UInt64)]
+        var unrecorded: Set<Digest>
+        func isVerified(_ key: Digest) -> Bool { payments[key] != nil || unrecorded.contains(key) }
+        mutating func markVerified(_ key: Digest) { if payments[key] == nil { unrecorded.insert(key) } }
+    }
+
+    /// Runs `check` with the verified-payment cache (the set moved out and back; `payments` must
+    /// not change meanwhile).
+    private func verifying(_ check: (inout Verified) -> Bool) -> Bool {
+        var cache = Verified(payments: payments, unrecorded: verifiedUnrecorded)
+        verifiedUnrecorded = []
+        defer { verifiedUnrecorded = cache.unrecorded }
+        return check(&cache)
     }
 
     private func violate(_ invariant: String, _ time: UInt64, _ detail: String, once: String? = nil) {
@@ -136,21 +157,24 @@ final class InvariantChecker {
 
     private func claim(_ redeem: Redeem, parent: Payment?) {
         let c = RedeemClaim(key: redeem.key, spender: redeem.spender)
-        guard !signedRedeems.contains(c), let parent else { return }
-        if (try? context.rules.checkRedeem(redeem, parent: parent, verifier: meter)) != nil { signedRedeems.insert(c) }
+        guard claims[c]?.signed != true, let parent else { return }
+        if (try? context.rules.checkRedeem(redeem, parent: parent, verifier: meter)) != nil { claims[c, default: ClaimFacts()].signed = true }
     }
 
     /// A certified record seen on the wire: counted only if its proof verifies.
     private func record(_ stored: StoredRecord, at time: UInt64) {
         switch stored {
         case let .payment(p):
-            guard payments[p.key] == nil, (try? context.verify(p, meter: meter, verified: &verified)) != nil else { return }
+            let context = context, meter = meter
+            guard payments[p.key] == nil, verifying({ (try? context.verify(p, meter: meter, verified: &$0)) != nil }) else { return }
             payments[p.key] = (p, time)
+            if !verifiedUnrecorded.isEmpty { verifiedUnrecorded.remove(p.key) }
             paymentOrder.append(p.key)
         case let .redeem(r):
             let fact = RedeemClaim(key: r.key, spender: r.redeem.spender)
-            guard redeemRecords[fact] == nil, (try? context.verify(r, meter: meter, verified: &verified)) != nil else { return }
-            redeemRecords[fact] = r
+            let context = context, meter = meter
+            guard claims[fact]?.record == nil, verifying({ (try? context.verify(r, meter: meter, verified: &$0)) != nil }) else { return }
+            claims[fact, default: ClaimFacts()].record = r
             if case let .batch(p) = r.proof { record(.payment(p), at: time) }
             if case .certificate = r.proof {
                 // A redeem certificate is W votes for "k is spent by this spender".
@@ -239,7 +263,7 @@ final class InvariantChecker {
                 }
                 let output = parent.outputs[Int(input.index)]
                 if output.owner != p.payer { violate("S5", seen, "certified payment \(key) spends \(input) owned by someone else") }
-                if !signedRedeems.contains(RedeemClaim(key: input.redeemKey, spender: key)) {
+                if claims[RedeemClaim(key: input.redeemKey, spender: key)]?.signed != true {
                     violate("S5", seen, "no redeem signed by the owner names \(key) for input \(input)", once: "S5r\(key)")
                 }
                 inputAmounts.append(output.amount)
@@ -365,7 +389,7 @@ extension InvariantChecker {
     /// Every certified record seen, in key order (payments, then redeems).
     var certifiedRecords: [StoredRecord] {
         let ps = payments.keys.sorted().compactMap { payments[$0].map { StoredRecord.payment($0.record) } }
-        let rs = redeemRecords.keys.sorted().compactMap { redeemRecords[$0].map { StoredRecord.redeem($0) } }
+        let rs = claims.keys.sorted().compactMap { claims[$0]?.record.map { StoredRecord.redeem($0) } }
         return ps + rs
     }
 }

@@ -137,6 +137,11 @@ public final class Simulator {
         let loadGroups = topology.assignment == .partitioned ? topology.groups : replicaCount
         metrics = Metrics(bucket: scenario.outputs.bucket, loadGroups: loadGroups)
         checker = InvariantChecker(context: context)
+        if scenario.workload.payments > 0 {
+            // Sized once: a regrowing million-entry index holds two copies at its peak.
+            records.reserveCapacity(scenario.workload.payments)
+            recordIndex.reserveCapacity(scenario.workload.payments)
+        }
         let shardOf: [Int] = principalSigners.map { topology.assignment == .partitioned ? Int(assignment.group(of: $0.publicKey).id.raw) : 0 }
         if let share = w.crossGroup, topology.assignment == .partitioned, topology.groups > 1 {
             crossShare = share
