@@ -35,7 +35,7 @@ public struct Replica {
         /// Values voted for but not yet known certified (answered to reads as votes).
         public internal(set) var voted: [Digest: VotedValue] = [:]
         /// Certified records held (own group's records and verified parents of prepares).
-        public internal(set) var store: [Digest: StoredRecord] = [:]
+        public internal(set) var store = RecordStore()
 
         public init() {}
 
@@ -53,8 +53,8 @@ public struct Replica {
             var copy = self
             copy.locks = [:]
             copy.voted = [:]
-            for (key, record) in store where !unlockedStored.contains(key) {
-                if case .redeem = record { copy.unlockedStored.insert(key) }
+            for record in store.records where !unlockedStored.contains(record.key) {
+                if case .redeem = record { copy.unlockedStored.insert(record.key) }
             }
             return copy
         }
@@ -101,7 +101,7 @@ public struct Replica {
     /// The replica's `VerifiedPayments`: stored payments, and checked ones it does not store.
     struct Verified: VerifiedPayments {
         var unstored: Set<Digest>
-        let store: [Digest: StoredRecord]
+        let store: RecordStore
         func isVerified(_ key: Digest) -> Bool {
             if case .payment = store[key] { return true }
             return unstored.contains(key)
@@ -274,7 +274,7 @@ public struct Replica {
         let context = context, meter = meter
         guard withVerified({ (try? context.verify(parent, meter: meter, verified: &$0)) != nil }) else { return false }
         if durable.store[key] == nil {
-            durable.store[key] = .payment(parent)
+            durable.store.insert(.payment(parent))
             verifiedPayments.remove(key)
         }
         return true
@@ -335,7 +335,7 @@ public struct Replica {
             let context = context, meter = meter
             guard withVerified({ (try? context.verify(record, meter: meter, verified: &$0)) != nil }) else { return false }
         }
-        durable.store[key] = record
+        durable.store.insert(record)
         durable.voted[key] = nil
         signatures[key] = nil
         switch record {
@@ -397,8 +397,8 @@ public struct Replica {
         func row<K, V>(_ name: String, _ d: [K: V]) -> (String, Int, Int, Int) {
             (name, d.count, d.capacity, MemoryLayout<K>.stride + MemoryLayout<V>.stride)
         }
-        return [
-            row("store", durable.store), row("locks", durable.locks), row("voted", durable.voted),
+        return durable.store.tableSizes + [
+            row("locks", durable.locks), row("voted", durable.voted),
             row("signatures", signatures), row("verifiedRedeems", verifiedRedeems),
             ("verifiedPayments", verifiedPayments.count, verifiedPayments.capacity, MemoryLayout<Digest>.stride),
             ("repairQueues (keys)", repairQueues.values.reduce(0) { $0 + $1.count },

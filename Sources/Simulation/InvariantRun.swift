@@ -85,8 +85,7 @@ extension Simulator {
         let world = InvariantChecker.World(
             honestReplicas: (0..<replicaCount).filter { !faults.isByzantine($0) },
             storedRecords: { [replicas] i in
-                let store = replicas[i].durable.store
-                return store.keys.sorted().compactMap { store[$0] }
+                replicas[i].durable.store.records.sorted { $0.key < $1.key }
             },
             holds: { [replicas] i, key in replicas[i].durable.store[key] != nil },
             honestPayments: honest,

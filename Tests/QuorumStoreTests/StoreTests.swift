@@ -337,7 +337,7 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
         // while certificate mode (which trusts P2's voters) accepts it with P1 attached.
         for i in c.replicas.indices {
             var durable = c.replicas[i].durable
-            durable.store[p1.key] = nil
+            durable.store.remove(p1.key)
             c.replicas[i] = Replica(id: c.replicas[i].id, signer: c.replicaSigners[i], context: c.context, restoring: durable)
         }
         let auditor = c.reader(chain[2], mode: .closure)

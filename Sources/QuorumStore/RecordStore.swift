@@ -1,0 +1,72 @@
+import QuorumCrypto
+
+/// A replica's certified records by key, at 24 bytes a table bucket instead of 48: indexed by
+/// the first 8 bytes of the key, the whole key checked against the record's own. A key whose
+/// first 8 bytes match a held record's of another key (never by chance at simulation sizes, but
+/// records may be crafted to) goes to a second table keyed by the whole digest, so a collision
+/// costs space, never a wrong answer. Iteration order is unspecified: sort before it reaches an
+/// output.
+public struct RecordStore: Sendable {
+    /// The first 8 bytes of a key, hashed by a 64-bit mixer rather than SipHash (keys are
+    /// uniformly distributed digests).
+    struct Prefix: Hashable, Sendable {
+        let value: UInt64
+        static func == (a: Prefix, b: Prefix) -> Bool { a.value == b.value }
+        func hash(into hasher: inout Hasher) { hasher.combine(value) }
+        func _rawHashValue(seed: Int) -> Int {
+            var x = value ^ UInt64(truncatingIfNeeded: seed)
+            x ^= x >> 33
+            x &*= 0xFF51_AFD7_ED55_8CCD
+            x ^= x >> 33
+            x &*= 0xC4CE_B9FE_1A85_EC53
+            x ^= x >> 33
+            return Int(truncatingIfNeeded: x)
+        }
+    }
+
+    private var primary: [Prefix: StoredRecord] = [:]
+    private var colliding: [Digest: StoredRecord] = [:]
+
+    public init() {}
+
+    public var count: Int { primary.count + colliding.count }
+    public var isEmpty: Bool { primary.isEmpty && colliding.isEmpty }
+
+    /// The record stored under `key`, if any.
+    public subscript(key: Digest) -> StoredRecord? {
+        if let record = primary[Prefix(value: key.prefix64)], record.key == key { return record }
+        return colliding.isEmpty ? nil : colliding[key]
+    }
+
+    /// Stores `record` under its own key (replacing a record of that key).
+    public mutating func insert(_ record: StoredRecord) {
+        let key = record.key
+        let prefix = Prefix(value: key.prefix64)
+        if let held = primary[prefix] {
+            if held.key == key { primary[prefix] = record } else { colliding[key] = record }
+        } else if !colliding.isEmpty, colliding[key] != nil {
+            colliding[key] = record
+        } else {
+            primary[prefix] = record
+        }
+    }
+
+    /// Removes the record stored under `key`, if any.
+    public mutating func remove(_ key: Digest) {
+        let prefix = Prefix(value: key.prefix64)
+        if let held = primary[prefix], held.key == key { primary[prefix] = nil } else { colliding[key] = nil }
+    }
+
+    /// Every record, in no particular order.
+    public var records: [StoredRecord] { Array(primary.values) + Array(colliding.values) }
+
+    /// Every key, in no particular order.
+    public var keys: [Digest] { records.map(\.key) }
+
+    /// Entries, bucket capacity and bytes per bucket of the two tables, for the memory breakdown.
+    var tableSizes: [(table: String, count: Int, capacity: Int, bucketBytes: Int)] {
+        [("store", primary.count, primary.capacity, MemoryLayout<Prefix>.stride + MemoryLayout<StoredRecord>.stride),
+         ("store (colliding keys)", colliding.count, colliding.capacity,
+          MemoryLayout<Digest>.stride + MemoryLayout<StoredRecord>.stride)]
+    }
+}
