@@ -26,35 +26,40 @@ public struct RecordStore: Sendable {
 
     private var primary: [Prefix: StoredRecord] = [:]
     private var colliding: [Digest: StoredRecord] = [:]
+    /// Bits of the prefix used (all; tests narrow it to force collisions).
+    private let prefixMask: UInt64
 
-    public init() {}
+    public init() { prefixMask = .max }
+    init(prefixMask: UInt64) { self.prefixMask = prefixMask }
+
+    @inline(__always) private func prefix(_ key: Digest) -> Prefix { Prefix(value: key.prefix64 & prefixMask) }
 
     public var count: Int { primary.count + colliding.count }
     public var isEmpty: Bool { primary.isEmpty && colliding.isEmpty }
 
     /// The record stored under `key`, if any.
     public subscript(key: Digest) -> StoredRecord? {
-        if let record = primary[Prefix(value: key.prefix64)], record.key == key { return record }
+        if let record = primary[prefix(key)], record.key == key { return record }
         return colliding.isEmpty ? nil : colliding[key]
     }
 
     /// Stores `record` under its own key (replacing a record of that key).
     public mutating func insert(_ record: StoredRecord) {
         let key = record.key
-        let prefix = Prefix(value: key.prefix64)
-        if let held = primary[prefix] {
-            if held.key == key { primary[prefix] = record } else { colliding[key] = record }
+        let slot = prefix(key)
+        if let held = primary[slot] {
+            if held.key == key { primary[slot] = record } else { colliding[key] = record }
         } else if !colliding.isEmpty, colliding[key] != nil {
             colliding[key] = record
         } else {
-            primary[prefix] = record
+            primary[slot] = record
         }
     }
 
     /// Removes the record stored under `key`, if any.
     public mutating func remove(_ key: Digest) {
-        let prefix = Prefix(value: key.prefix64)
-        if let held = primary[prefix], held.key == key { primary[prefix] = nil } else { colliding[key] = nil }
+        let slot = prefix(key)
+        if let held = primary[slot], held.key == key { primary[slot] = nil } else { colliding[key] = nil }
     }
 
     /// Every record, in no particular order.

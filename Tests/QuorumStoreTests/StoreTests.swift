@@ -404,3 +404,33 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
         #expect(throws: DecodingError.self) { try Message.decode([UInt8](repeating: 1, count: (1 << 20) + 1)) }
     }
 }
+
+@Suite struct RecordStoreTests {
+    /// With the prefix narrowed to 2 bits, most keys collide with a held record's prefix: every
+    /// record must still be found under its own key only, replaced and removed, whichever table
+    /// holds it.
+    @Test func collidingPrefixesNeverAnswerWrong() throws {
+        let c = try Cluster(principals: 8)
+        for i in 0..<6 { _ = try c.pay(i, [((i + 1) % 8, 10)], variant: .perRecord) }
+        var all = [Digest: StoredRecord]()
+        for r in c.replicas { for record in r.durable.store.records { all[record.key] = record } }
+        let records = all.keys.sorted().compactMap { all[$0] }
+        #expect(records.count >= 12)
+        var store = RecordStore(prefixMask: 0x3)
+        for (i, record) in records.enumerated() {
+            store.insert(record)
+            #expect(store.count == i + 1)
+        }
+        for record in records { #expect(store[record.key] == record) }
+        #expect(store[Digest(word: 77)] == nil)
+        #expect(Set(store.keys) == Set(all.keys))
+        // Remove every other record (from either table); the rest stay findable.
+        for (i, record) in records.enumerated() where i % 2 == 0 { store.remove(record.key) }
+        for (i, record) in records.enumerated() { #expect((store[record.key] != nil) == (i % 2 == 1)) }
+        // Re-insert: a key whose prefix slot is now free but that lives in the colliding table
+        // must not end up in both.
+        for record in records { store.insert(record) }
+        #expect(store.count == records.count)
+        for record in records { #expect(store[record.key] == record) }
+    }
+}
