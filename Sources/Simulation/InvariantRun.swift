@@ -64,9 +64,14 @@ extension Simulator {
     func checkInvariants() -> [Violation] {
         let attackers = Set(faults.attackers.keys)
         var honest = [(key: Digest?, issued: UInt64, certified: UInt64, bound: UInt64?)]()
-        var committed = [Digest: UInt64]()
-        for r in records {
-            if r.committed != PaymentRecord.never { committed[r.key] = r.committed }
+        // Commit times by key come from the payment index; a key recorded more than once (a
+        // replayed payment) takes its last committed record's time, kept aside. (A full map of
+        // a million keys would be built at the run's memory peak.)
+        var laterCommitted = [Digest: UInt64]()
+        for (i, r) in records.enumerated() {
+            if r.committed != PaymentRecord.never, let first = recordIndex[r.key], Int(first) != i {
+                laterCommitted[r.key] = r.committed
+            }
             guard r.isHonest, !attackers.contains(Int(r.payer)) else { continue }
             honest.append((r.key, r.started, r.certified, livenessBound(start: r.started)))
         }
@@ -96,7 +101,12 @@ extension Simulator {
             repairDeadline: repairDeadline.flatMap { $0 > 0 && $0 < endTime ? $0 : nil },
             groupMembers: { [context] pk in context.group(of: pk).members.map(Int.init) },
             honestLive: { [faults, endTime] i in !faults.isByzantine(i) && faults.behaviour(i, at: endTime) == nil },
-            committedKeys: committed)
+            committedAt: { [records, recordIndex] key in
+                if let t = laterCommitted[key] { return t }
+                guard let i = recordIndex[key] else { return nil }
+                let t = records[Int(i)].committed
+                return t == PaymentRecord.never ? nil : t
+            })
         return checker.finish(world)
     }
 

@@ -229,17 +229,20 @@ final class InvariantChecker {
         var repairDeadline: UInt64?
         var groupMembers: (PublicKey) -> [Int]
         var honestLive: (Int) -> Bool
-        var committedKeys: [Digest: UInt64]
+        /// When a payment key's writer saw it committed, if it did.
+        var committedAt: (Digest) -> UInt64?
     }
 
     func finish(_ world: World) -> [Violation] {
         let genesis = context.genesis
         // S1 for payments holds by construction (K is the hash of the value); S2: one spender per output.
-        var spentBy = [InputRef: Digest](minimumCapacity: paymentOrder.count)  // no regrowth at the peak
+        // Spenders as positions in paymentOrder (4 bytes, not a 32-byte key): this runs at the
+        // run's memory peak, so the map is sized once and kept small.
+        var spentBy = [InputRef: Int32](minimumCapacity: paymentOrder.count)
         var fees: [UInt64] = []
         /// Certified payments that break S4, S5, S6 or S7 themselves.
         var invalid = Set<Digest>()
-        for key in paymentOrder {
+        for (position, key) in paymentOrder.enumerated() {
             guard let (record, seen) = payments[key] else { continue }
             let p = record.payment
             if genesis.contains(key) { continue }
@@ -248,10 +251,10 @@ final class InvariantChecker {
             if p.inputs.isEmpty { violate("S6", seen, "zero-input payment \(key) certified outside genesis") }
             var inputAmounts = [UInt64]()
             for input in p.inputs {
-                if let other = spentBy[input], other != key {
+                if let other = spentBy[input].map({ paymentOrder[Int($0)] }), other != key {
                     violate("S2", seen, "output \(input) spent by certified payments \(other) and \(key)")
                 } else {
-                    spentBy[input] = key
+                    spentBy[input] = Int32(truncatingIfNeeded: position)
                 }
                 guard let parent = payments[input.parentKey]?.record.payment ?? genesisPayment(input.parentKey) else {
                     violate("S7", seen, "certified payment \(key) spends \(input) whose parent is not certified", once: "S7\(key)")
@@ -315,8 +318,8 @@ final class InvariantChecker {
             violate("S3", world.end, "unspent + fees = \(overflow ? "overflow" : String(total)), genesis supply = \(genesis.supply)")
         }
         // S8: honest readers accept only valid, certified, non-conflicting payments.
-        var acceptedSpends = [InputRef: Digest](minimumCapacity: accepted.count)
-        for a in accepted {
+        var acceptedSpends = [InputRef: Int32](minimumCapacity: accepted.count)  // positions in accepted
+        for (position, a) in accepted.enumerated() {
             let key = a.record.key
             if payments[key] == nil && !genesis.contains(key) {
                 violate("S8", a.time, "principal \(a.principal) accepted payment \(key) without a valid certificate")
@@ -325,10 +328,10 @@ final class InvariantChecker {
                 violate("S8", a.time, "principal \(a.principal) accepted payment \(key), which is invalid or has an invalid ancestor", once: "S8i\(key)")
             }
             for input in a.record.payment.inputs {
-                if let other = acceptedSpends[input], other != key {
+                if let other = acceptedSpends[input].map({ accepted[Int($0)].record.key }), other != key {
                     violate("S8", a.time, "honest payees accepted \(other) and \(key), both spending \(input)", once: "S8d\(input)")
                 } else {
-                    acceptedSpends[input] = key
+                    acceptedSpends[input] = Int32(truncatingIfNeeded: position)
                 }
             }
         }
@@ -348,7 +351,7 @@ final class InvariantChecker {
                 violate("S11", bad.end, "read of \(key) started at \(bad.start) returned not found after a read returned it at \(firstFound)")
             }
             // L2: reads of committed keys return them.
-            if let committed = world.committedKeys[key], let miss = list.first(where: { !$0.found && $0.start > committed }) {
+            if let committed = world.committedAt(key), let miss = list.first(where: { !$0.found && $0.start > committed }) {
                 violate("L2", miss.end, "read of committed key \(key) (committed at \(committed)) returned not found", once: "L2\(key)")
             }
         }
@@ -363,7 +366,7 @@ final class InvariantChecker {
         if let deadline = world.repairDeadline {
             for key in paymentOrder {
                 guard let (record, seen) = payments[key], seen <= deadline, !genesis.contains(key),
-                      world.committedKeys[key] != nil else { continue }
+                      world.committedAt(key) != nil else { continue }
                 for member in world.groupMembers(record.payment.payer) where world.honestLive(member) && !world.holds(member, key) {
                     violate("L3", world.end, "certified payment \(key) never reached honest replica \(member)", once: "L3")
                 }

@@ -93,7 +93,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         #expect(sim.runViolations.isEmpty)
         let world = InvariantChecker.World(
             honestReplicas: [], storedRecords: { _ in [] }, holds: { _, _ in false }, honestPayments: [], end: sim.endTime, lockedHonest: [], recoveredUnfinished: [],
-            stuckHonestReplicas: [], repairDeadline: nil, groupMembers: { _ in [] }, honestLive: { _ in true }, committedKeys: [:])
+            stuckHonestReplicas: [], repairDeadline: nil, groupMembers: { _ in [] }, honestLive: { _ in true }, committedAt: { _ in nil })
         return (sim, world)
     }
 
@@ -125,7 +125,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         let (sim, base) = try setUp()
         let key = sim.records[0].key
         var world = base
-        world.committedKeys = [key: 10]
+        world.committedAt = { $0 == key ? 10 : nil }
         #expect(fails(sim, world) { $0.observeRead(key: key, start: 20, end: 30, found: false) } == ["L2"])
         world = base
         world.lockedHonest = [LockedFunds(principal: 3, amount: 7, reason: "refused")]
@@ -147,7 +147,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
             for k in store.keys.sorted() { if let r = store[k] { checker.observe(.commit([r]), from: NodeID(raw: 0), honestSender: true, at: 1) } }
         }
         world = base
-        world.committedKeys = [key: 1]
+        world.committedAt = { $0 == key ? 1 : nil }
         world.repairDeadline = sim.endTime
         world.groupMembers = { _ in members }
         world.honestReplicas = Array(members.dropFirst())
