@@ -63,7 +63,6 @@ extension Simulator {
 
     func checkInvariants() -> [Violation] {
         let attackers = Set(faults.attackers.keys)
-        var honest = [(key: Digest?, issued: UInt64, certified: UInt64, bound: UInt64?)]()
         // Commit times by key come from the payment index; a key recorded more than once (a
         // replayed payment) takes its last committed record's time, kept aside. (A full map of
         // a million keys would be built at the run's memory peak.)
@@ -72,8 +71,6 @@ extension Simulator {
             if r.committed != PaymentRecord.never, let first = recordIndex[r.key], Int(first) != i {
                 laterCommitted[r.key] = r.committed
             }
-            guard r.isHonest, !attackers.contains(Int(r.payer)) else { continue }
-            honest.append((r.key, r.started, r.certified, livenessBound(start: r.started)))
         }
         let recoveredKeys = Set(recovered)
         let unfinishedRecovered = recoveredKeys.sorted().filter { key in
@@ -93,7 +90,9 @@ extension Simulator {
                 replicas[i].durable.store.records.sorted { $0.key < $1.key }
             },
             holds: { [replicas] i, key in replicas[i].durable.store[key] != nil },
-            honestPayments: honest,
+            honestPayments: AnySequence(records.lazy.filter { $0.isHonest && !attackers.contains(Int($0.payer)) }.map { [self] r in
+                (key: r.key, issued: r.started, certified: r.certified, bound: livenessBound(start: r.started))
+            }),
             end: endTime,
             lockedHonest: lockedFunds.filter { !attackers.contains($0.principal) && $0.reason.hasPrefix("refused") },
             recoveredUnfinished: unfinishedRecovered,

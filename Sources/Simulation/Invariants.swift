@@ -15,12 +15,14 @@ public struct Violation: Sendable, Equatable {
 final class InvariantChecker {
     let context: ProtocolContext
     private let meter: CryptoMeter
-    /// Payments shown certified but not in `payments` (a batch spender whose redeem failed its
-    /// other checks); every payment in `payments` was verified, and `Verified` counts it so.
+    /// Payments shown certified but not in `paymentList` (a batch spender whose redeem failed
+    /// its other checks); every payment in `paymentList` was verified, and `Verified` counts it so.
     private var verifiedUnrecorded = Set<Digest>()
-    /// Certified payments, with the time their certificate was first seen.
-    private(set) var payments: [Digest: (record: CertifiedPayment, seen: UInt64)] = [:]
-    private var paymentOrder: [Digest] = []
+    /// Certified payments in the order first seen, with the time their certificate was seen...
+    private var paymentList: [(record: CertifiedPayment, seen: UInt64)] = []
+    /// ...and each one's position there (4 bytes per key: the end-of-run checks name outputs by
+    /// their parent's position, not its 32-byte key).
+    private var paymentIndex: [Digest: Int32] = [:]
     /// The first spender certified for each redeem key, and the second where one was (S1).
     private var redeemSpender: [Digest: Digest] = [:]
     private var secondSpender: [Digest: Digest] = [:]
@@ -80,16 +82,16 @@ final class InvariantChecker {
     }
 
     struct Verified: VerifiedPayments {
-        let payments: [Digest: (record: CertifiedPayment, seen: UInt64)]
+        let payments: [Digest: Int32]
         var unrecorded: Set<Digest>
         func isVerified(_ key: Digest) -> Bool { payments[key] != nil || unrecorded.contains(key) }
         mutating func markVerified(_ key: Digest) { if payments[key] == nil { unrecorded.insert(key) } }
     }
 
-    /// Runs `check` with the verified-payment cache (the set moved out and back; `payments` must
-    /// not change meanwhile).
+    /// Runs `check` with the verified-payment cache (the set moved out and back; `paymentIndex`
+    /// must not change meanwhile).
     private func verifying(_ check: (inout Verified) -> Bool) -> Bool {
-        var cache = Verified(payments: payments, unrecorded: verifiedUnrecorded)
+        var cache = Verified(payments: paymentIndex, unrecorded: verifiedUnrecorded)
         verifiedUnrecorded = []
         defer { verifiedUnrecorded = cache.unrecorded }
         return check(&cache)
@@ -166,10 +168,10 @@ final class InvariantChecker {
         switch stored {
         case let .payment(p):
             let context = context, meter = meter
-            guard payments[p.key] == nil, verifying({ (try? context.verify(p, meter: meter, verified: &$0)) != nil }) else { return }
-            payments[p.key] = (p, time)
+            guard paymentIndex[p.key] == nil, verifying({ (try? context.verify(p, meter: meter, verified: &$0)) != nil }) else { return }
+            paymentIndex[p.key] = Int32(truncatingIfNeeded: paymentList.count)
+            paymentList.append((p, time))
             if !verifiedUnrecorded.isEmpty { verifiedUnrecorded.remove(p.key) }
-            paymentOrder.append(p.key)
         case let .redeem(r):
             let fact = RedeemClaim(key: r.key, spender: r.redeem.spender)
             let context = context, meter = meter
@@ -188,19 +190,55 @@ final class InvariantChecker {
                     redeemSpender[r.key] = spender
                 }
             }
-            if let parent = payments[r.redeem.input.parentKey]?.record.payment ?? genesisPayment(r.redeem.input.parentKey) {
+            if let parent = certified(r.redeem.input.parentKey)?.record.payment ?? genesisPayment(r.redeem.input.parentKey) {
                 claim(r.redeem, parent: parent)
             }
         }
     }
 
-    private lazy var genesisByKey: [Digest: Payment] = {
-        var map = [Digest: Payment]()
-        for p in context.genesis.payments { map[p.key] = p }
+    /// Genesis payments' positions in `context.genesis.payments`, by key.
+    private lazy var genesisIndex: [Digest: Int] = {
+        var map = [Digest: Int]()
+        for (i, p) in context.genesis.payments.enumerated() { map[p.key] = i }
         return map
     }()
 
-    private func genesisPayment(_ key: Digest) -> Payment? { genesisByKey[key] }
+    private func genesisPayment(_ key: Digest) -> Payment? { genesisIndex[key].map { context.genesis.payments[$0] } }
+
+    private func certified(_ key: Digest) -> (record: CertifiedPayment, seen: UInt64)? {
+        paymentIndex[key].map { paymentList[Int($0)] }
+    }
+
+    /// A map from outputs to positions, keyed by the output's parent's position in `paymentList`
+    /// (genesis payments not there come after it) and its index: 12 bytes a slot, not 40. It
+    /// is built at the run's memory peak, for every input of a million-payment run. Outputs of
+    /// unknown parents (an S7 violation) take the slow map.
+    private struct SpendMap {
+        private var compact: [UInt64: Int32]
+        private var other: [InputRef: Int32] = [:]
+        private let id: (InputRef) -> UInt64?
+        init(capacity: Int, id: @escaping (InputRef) -> UInt64?) {
+            compact = Dictionary(minimumCapacity: capacity)
+            self.id = id
+        }
+        static func id(parent: Int, index: UInt32) -> UInt64 { UInt64(parent) << 32 | UInt64(index) }
+        subscript(input: InputRef) -> Int32? {
+            get {
+                guard let i = id(input) else { return other[input] }
+                return compact[i]
+            }
+            set {
+                if let i = id(input) { compact[i] = newValue } else { other[input] = newValue }
+            }
+        }
+        subscript(parent parent: Int, index index: UInt32) -> Int32? { compact[SpendMap.id(parent: parent, index: index)] }
+    }
+
+    private func outputID(_ input: InputRef) -> UInt64? {
+        if let i = paymentIndex[input.parentKey] { return SpendMap.id(parent: Int(i), index: input.index) }
+        if let g = genesisIndex[input.parentKey] { return SpendMap.id(parent: paymentList.count + g, index: input.index) }
+        return nil
+    }
 
     func observeAccepted(principal: Int, record: CertifiedPayment, at time: UInt64) {
         accepted.append((principal, record, time))
@@ -221,7 +259,9 @@ final class InvariantChecker {
         var storedRecords: (Int) -> [StoredRecord]
         /// Whether an honest replica stores a key (L3).
         var holds: (Int, Digest) -> Bool
-        var honestPayments: [(key: Digest?, issued: UInt64, certified: UInt64, bound: UInt64?)]
+        /// Honest payments, in issue order (a sequence, not an array: a million of them would be
+        /// copied at the run's memory peak).
+        var honestPayments: AnySequence<(key: Digest?, issued: UInt64, certified: UInt64, bound: UInt64?)>
         var end: UInt64
         var lockedHonest: [LockedFunds]
         var recoveredUnfinished: [Digest]
@@ -236,27 +276,27 @@ final class InvariantChecker {
     func finish(_ world: World) -> [Violation] {
         let genesis = context.genesis
         // S1 for payments holds by construction (K is the hash of the value); S2: one spender per output.
-        // Spenders as positions in paymentOrder (4 bytes, not a 32-byte key): this runs at the
-        // run's memory peak, so the map is sized once and kept small.
-        var spentBy = [InputRef: Int32](minimumCapacity: paymentOrder.count)
+        // Spenders as positions in paymentList: this runs at the run's memory peak, so the map
+        // is sized once and kept small.
+        let outputID = { [unowned self] (input: InputRef) in self.outputID(input) }
+        var spentBy = SpendMap(capacity: paymentList.reduce(0) { $0 + $1.record.payment.inputs.count }, id: outputID)
         var fees: [UInt64] = []
         /// Certified payments that break S4, S5, S6 or S7 themselves.
         var invalid = Set<Digest>()
-        for (position, key) in paymentOrder.enumerated() {
-            guard let (record, seen) = payments[key] else { continue }
-            let p = record.payment
+        for (position, (record, seen)) in paymentList.enumerated() {
+            let p = record.payment, key = record.key
             if genesis.contains(key) { continue }
             let before = violations.count
             defer { if violations[before...].contains(where: { $0.invariant != "S2" }) { invalid.insert(key) } }
             if p.inputs.isEmpty { violate("S6", seen, "zero-input payment \(key) certified outside genesis") }
             var inputAmounts = [UInt64]()
             for input in p.inputs {
-                if let other = spentBy[input].map({ paymentOrder[Int($0)] }), other != key {
+                if let other = spentBy[input].map({ paymentList[Int($0)].record.key }), other != key {
                     violate("S2", seen, "output \(input) spent by certified payments \(other) and \(key)")
                 } else {
                     spentBy[input] = Int32(truncatingIfNeeded: position)
                 }
-                guard let parent = payments[input.parentKey]?.record.payment ?? genesisPayment(input.parentKey) else {
+                guard let parent = certified(input.parentKey)?.record.payment ?? genesisPayment(input.parentKey) else {
                     violate("S7", seen, "certified payment \(key) spends \(input) whose parent is not certified", once: "S7\(key)")
                     continue
                 }
@@ -283,14 +323,11 @@ final class InvariantChecker {
         var changed = true
         while changed {  // a fixpoint over the DAG, bounded by its size
             changed = false
-            for key in paymentOrder where !tainted.contains(key) {
-                guard let p = payments[key]?.record.payment else { continue }
-                if p.inputs.contains(where: { tainted.contains($0.parentKey) }) {
-                    tainted.insert(key)
+            for (record, seen) in paymentList where !tainted.contains(record.key) {
+                if record.payment.inputs.contains(where: { tainted.contains($0.parentKey) }) {
+                    tainted.insert(record.key)
                     changed = true
-                    if let seen = payments[key]?.seen {
-                        violate("S7", seen, "certified payment \(key) has an invalid ancestor", once: "S7a\(key)")
-                    }
+                    violate("S7", seen, "certified payment \(record.key) has an invalid ancestor", once: "S7a\(record.key)")
                 }
             }
         }
@@ -299,14 +336,14 @@ final class InvariantChecker {
         // not depend on the order.)
         var unspent = [UInt64]()
         var overflow = false
-        for key in paymentOrder {
-            guard let entry = payments[key] else { continue }
-            for (i, o) in entry.record.payment.outputs.enumerated() where spentBy[InputRef(parentKey: key, index: UInt32(i))] == nil {
+        for (position, entry) in paymentList.enumerated() {
+            for (i, o) in entry.record.payment.outputs.enumerated() where spentBy[parent: position, index: UInt32(i)] == nil {
                 unspent.append(o.amount)
             }
         }
-        for g in genesis.payments where payments[g.key] == nil {
-            for (i, o) in g.outputs.enumerated() where spentBy[InputRef(parentKey: g.key, index: UInt32(i))] == nil { unspent.append(o.amount) }
+        for g in genesis.payments where paymentIndex[g.key] == nil {
+            guard let position = genesisIndex[g.key].map({ paymentList.count + $0 }) else { continue }
+            for (i, o) in g.outputs.enumerated() where spentBy[parent: position, index: UInt32(i)] == nil { unspent.append(o.amount) }
         }
         var total: UInt64 = 0
         for v in unspent + fees {
@@ -318,10 +355,10 @@ final class InvariantChecker {
             violate("S3", world.end, "unspent + fees = \(overflow ? "overflow" : String(total)), genesis supply = \(genesis.supply)")
         }
         // S8: honest readers accept only valid, certified, non-conflicting payments.
-        var acceptedSpends = [InputRef: Int32](minimumCapacity: accepted.count)  // positions in accepted
+        var acceptedSpends = SpendMap(capacity: accepted.reduce(0) { $0 + $1.record.payment.inputs.count }, id: outputID)  // positions in accepted
         for (position, a) in accepted.enumerated() {
             let key = a.record.key
-            if payments[key] == nil && !genesis.contains(key) {
+            if paymentIndex[key] == nil && !genesis.contains(key) {
                 violate("S8", a.time, "principal \(a.principal) accepted payment \(key) without a valid certificate")
             }
             if tainted.contains(key) {
@@ -364,9 +401,9 @@ final class InvariantChecker {
         }
         // L3: certified records reach every honest, live member of their group.
         if let deadline = world.repairDeadline {
-            for key in paymentOrder {
-                guard let (record, seen) = payments[key], seen <= deadline, !genesis.contains(key),
-                      world.committedAt(key) != nil else { continue }
+            for (record, seen) in paymentList {
+                let key = record.key
+                guard seen <= deadline, !genesis.contains(key), world.committedAt(key) != nil else { continue }
                 for member in world.groupMembers(record.payment.payer) where world.honestLive(member) && !world.holds(member, key) {
                     violate("L3", world.end, "certified payment \(key) never reached honest replica \(member)", once: "L3")
                 }
@@ -391,7 +428,7 @@ final class InvariantChecker {
 extension InvariantChecker {
     /// Every certified record seen, in key order (payments, then redeems).
     var certifiedRecords: [StoredRecord] {
-        let ps = payments.keys.sorted().compactMap { payments[$0].map { StoredRecord.payment($0.record) } }
+        let ps = paymentList.map(\.record).sorted { $0.key < $1.key }.map { StoredRecord.payment($0) }
         let rs = claims.keys.sorted().compactMap { claims[$0]?.record.map { StoredRecord.redeem($0) } }
         return ps + rs
     }

@@ -92,7 +92,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         sim.run()
         #expect(sim.runViolations.isEmpty)
         let world = InvariantChecker.World(
-            honestReplicas: [], storedRecords: { _ in [] }, holds: { _, _ in false }, honestPayments: [], end: sim.endTime, lockedHonest: [], recoveredUnfinished: [],
+            honestReplicas: [], storedRecords: { _ in [] }, holds: { _, _ in false }, honestPayments: AnySequence([]), end: sim.endTime, lockedHonest: [], recoveredUnfinished: [],
             stuckHonestReplicas: [], repairDeadline: nil, groupMembers: { _ in [] }, honestLive: { _ in true }, committedAt: { _ in nil })
         return (sim, world)
     }
@@ -137,7 +137,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         world.stuckHonestReplicas = [2]
         #expect(fails(sim, world) == ["L6"])
         world = base
-        world.honestPayments = [(key, 0, PaymentRecord.never, 5)]
+        world.honestPayments = AnySequence([(key, 0, PaymentRecord.never, 5)])
         #expect(fails(sim, world) == ["L1"])
         // L3: a certified, committed payment missing at an honest member of its group.
         let checker = InvariantChecker(context: sim.context)
