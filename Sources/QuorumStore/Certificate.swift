@@ -114,48 +114,81 @@ public struct Vote: Hashable, Sendable {
 }
 
 /// ≥ W votes from distinct members of the right group on one statement. A value type over a
-/// shared immutable box: the replicas that store a record share its certificate.
-public struct Certificate: Hashable, Sendable {
-    final class Box: Sendable {
+/// shared immutable buffer: the replicas that store a record share its certificate. (Sendable
+/// because the buffer is written once, when made, and never mutated: `ManagedBuffer` itself is
+/// not `Sendable`.)
+public struct Certificate: Hashable, @unchecked Sendable {
+    struct Header {
         let statement: VoteStatement
-        let votes: [Vote]
-        init(_ statement: VoteStatement, _ votes: [Vote]) {
-            self.statement = statement
-            self.votes = votes
+        let count: Int
+    }
+
+    /// The statement and its votes in one allocation. A million-payment run holds 2.4 million
+    /// certificates; a separate vote array would add a 32-byte header and a heap block to each.
+    final class Storage: ManagedBuffer<Header, Vote> {
+        static func make<C: Collection<Vote>>(_ statement: VoteStatement, _ votes: C) -> Storage {
+            let count = votes.count
+            let storage = unsafeDowncast(Storage.create(minimumCapacity: count) { _ in
+                Header(statement: statement, count: count)
+            }, to: Storage.self)
+            storage.withUnsafeMutablePointerToElements { elements in
+                for (i, vote) in zip(0..<count, votes) { (elements + i).initialize(to: vote) }
+            }
+            return storage
+        }
+
+        deinit {
+            _ = withUnsafeMutablePointers { header, elements in elements.deinitialize(count: header.pointee.count) }
         }
     }
-    private var box: Box
+    private var storage: Storage
 
     public init(statement: VoteStatement, votes: [Vote]) {
-        box = Box(statement, votes)
+        storage = .make(statement, votes)
     }
 
     public var statement: VoteStatement {
-        get { box.statement }
-        set { box = Box(newValue, box.votes) }
+        get { storage.header.statement }
+        set { storage = .make(newValue, voteList) }
     }
 
+    /// The votes, read in place (no copy): what verification and encoding use.
+    public var voteList: VoteList { VoteList(storage: storage) }
+
+    /// The votes as an array (a copy; setting it makes a new certificate buffer).
     public var votes: [Vote] {
-        get { box.votes }
-        set { box = Box(box.statement, newValue) }
+        get { Array(voteList) }
+        set { storage = .make(statement, newValue) }
+    }
+
+    /// A certificate's votes, in order, without copying them out of its buffer.
+    public struct VoteList: RandomAccessCollection, @unchecked Sendable {
+        let storage: Storage
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { storage.header.count }
+        public subscript(position: Int) -> Vote {
+            precondition(position >= 0 && position < endIndex, "vote index out of range")
+            return storage.withUnsafeMutablePointerToElements { $0[position] }
+        }
     }
 
     public static func == (a: Certificate, b: Certificate) -> Bool {
-        a.box === b.box || (a.statement == b.statement && a.votes == b.votes)
+        a.storage === b.storage || (a.statement == b.statement && a.voteList.elementsEqual(b.voteList))
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(statement)
-        hasher.combine(votes.count)
+        hasher.combine(voteList.count)
     }
 
     /// Votes a certificate may carry at most (also the decoder's cap): a group has ≤ 255 members.
     public static let maxVotes = 255
 
-    public var encodedSize: Int { VoteStatement.encodedSize + 1 + votes.count * (4 + 64) }
+    public var encodedSize: Int { VoteStatement.encodedSize + 1 + voteList.count * (4 + 64) }
 
     public func encode(into w: inout ByteWriter) {
         statement.encode(into: &w)
+        let votes = voteList
         w.append(UInt8(truncatingIfNeeded: votes.count))
         for v in votes {
             w.append(v.replica)

@@ -165,7 +165,7 @@ public final class ProtocolContext {
         guard types.contains(s.type) else { throw .wrongType(s.type) }
         guard s.key == key else { throw .wrongKey(s.key) }
         guard s.valueHash == valueHash else { throw .wrongValue(s.valueHash) }
-        let votes = certificate.votes
+        let votes = certificate.voteList
         guard votes.count <= group.members.count else { throw .tooManyVotes(have: votes.count, groupSize: group.members.count) }
         guard votes.count >= quorum.writeQuorum else { throw .tooFewVotes(have: votes.count, need: quorum.writeQuorum) }
         var signers = [ReplicaID]()

@@ -263,6 +263,11 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
         #expect(throws: CertificateError.wrongType(.redeem)) { try check(type) }
         var otherGroup = cert; otherGroup.statement.group = GroupID(raw: 999)
         #expect(throws: CertificateError.wrongGroup(GroupID(raw: 999))) { try check(otherGroup) }
+        // Certificates are values over a shared buffer: no edit of a copy reached the original,
+        // and equality is by content, not by buffer.
+        try check(cert)
+        #expect(cert.voteList.count == 3 && Array(cert.voteList) == cert.votes)
+        #expect(Certificate(statement: cert.statement, votes: cert.votes) == cert && few != cert && epoch != cert)
         // A valid certificate for another key cannot certify this payment.
         #expect(throws: CertificateError.notGenesis(p.key)) {
             try c.context.verify(CertifiedPayment(payment: p.payment, proof: .genesis), meter: meter, verified: &seen)
