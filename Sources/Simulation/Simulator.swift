@@ -9,6 +9,8 @@ public struct Progress: Sendable {
     public var events: UInt64
     public var issued: Int
     public var finished: Int
+    /// The events are done and the end-of-run invariant checks start (a large run's last ~10%).
+    public var checking = false
 }
 
 /// The deterministic discrete-event simulator: hosts the unmodified QuorumStore state machines on
@@ -228,6 +230,8 @@ public final class Simulator {
         // Events still pending (retry timers of finished writers) will never run: free them
         // before the checks, which are where a big run's memory peaks.
         queue = EventQueue(reserving: 0)
+        progress?(Progress(simulatedTime: now, horizon: horizon, events: events, issued: records.count,
+                           finished: records.count - unfinished, checking: true))
         violations = checkInvariants()
     }
 

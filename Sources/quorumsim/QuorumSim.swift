@@ -95,6 +95,12 @@ struct Run: ParsableCommand {
         simulator.run(progressEvery: 1 << 16) { p in
             guard showProgress else { return }
             let wall = seconds(ContinuousClock.now - start)
+            if p.checking {
+                note(String(format: "\r  sim %.2fs  events %d  payments %d/%d  checking invariants (S1–S11, L1–L6)…",
+                            Double(p.simulatedTime) / 1e9, p.events, p.finished, p.issued) + String(repeating: " ", count: 12),
+                     terminator: false)
+                return
+            }
             let fraction = Double(p.simulatedTime) / Double(max(1, p.horizon))
             let eta = fraction > 0 ? wall / fraction - wall : 0
             note(String(format: "\r  sim %.2fs  events %d  %.2fM events/s  payments %d/%d  eta ≤ %.0fs", Double(p.simulatedTime) / 1e9,
