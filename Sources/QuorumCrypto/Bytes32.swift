@@ -100,14 +100,9 @@ public struct Bytes32: Hashable, Comparable, Sendable {
     /// spreads them as well as SipHash at a fraction of its cost (hashing 32-byte keys was ~7 % of
     /// a large run). Only the hash table's internal layout depends on it, never an output.
     @inlinable public func _rawHashValue(seed: Int) -> Int {
-        var x = storage.0 ^ (storage.1 &* 0x9E37_79B9_7F4A_7C15) ^ (storage.2 &* 0xC2B2_AE3D_27D4_EB4F)
-            ^ (storage.3 &* 0x1656_67B1_9E37_79F9) ^ UInt64(truncatingIfNeeded: seed)
-        x ^= x >> 33
-        x &*= 0xFF51_AFD7_ED55_8CCD
-        x ^= x >> 33
-        x &*= 0xC4CE_B9FE_1A85_EC53
-        x ^= x >> 33
-        return Int(truncatingIfNeeded: x)
+        let folded = storage.0 ^ (storage.1 &* 0x9E37_79B9_7F4A_7C15) ^ (storage.2 &* 0xC2B2_AE3D_27D4_EB4F)
+            ^ (storage.3 &* 0x1656_67B1_9E37_79F9)
+        return Int(truncatingIfNeeded: mix64(folded ^ UInt64(truncatingIfNeeded: seed)))
     }
 
     @inlinable public static func < (a: Bytes32, b: Bytes32) -> Bool {
@@ -117,6 +112,18 @@ public struct Bytes32: Hashable, Comparable, Sendable {
                  UInt64(bigEndian: b.storage.2), UInt64(bigEndian: b.storage.3))
         return x < y
     }
+}
+
+/// murmur3's 64-bit finalizer: the project's hash-table keys (digests, keys, their prefixes) hash
+/// with it instead of SipHash, their bits being uniform already.
+@inlinable public func mix64(_ value: UInt64) -> UInt64 {
+    var x = value
+    x ^= x >> 33
+    x &*= 0xFF51_AFD7_ED55_8CCD
+    x ^= x >> 33
+    x &*= 0xC4CE_B9FE_1A85_EC53
+    x ^= x >> 33
+    return x
 }
 
 extension Bytes32: CustomStringConvertible {

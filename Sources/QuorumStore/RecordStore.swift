@@ -13,15 +13,7 @@ public struct RecordStore: Sendable {
         let value: UInt64
         static func == (a: Prefix, b: Prefix) -> Bool { a.value == b.value }
         func hash(into hasher: inout Hasher) { hasher.combine(value) }
-        func _rawHashValue(seed: Int) -> Int {
-            var x = value ^ UInt64(truncatingIfNeeded: seed)
-            x ^= x >> 33
-            x &*= 0xFF51_AFD7_ED55_8CCD
-            x ^= x >> 33
-            x &*= 0xC4CE_B9FE_1A85_EC53
-            x ^= x >> 33
-            return Int(truncatingIfNeeded: x)
-        }
+        func _rawHashValue(seed: Int) -> Int { Int(truncatingIfNeeded: mix64(value ^ UInt64(truncatingIfNeeded: seed))) }
     }
 
     private var primary: [Prefix: StoredRecord] = [:]
