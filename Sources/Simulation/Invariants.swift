@@ -209,35 +209,41 @@ final class InvariantChecker {
         paymentIndex[key].map { paymentList[Int($0)] }
     }
 
-    /// A map from outputs to positions, keyed by the output's parent's position in `paymentList`
-    /// (genesis payments not there come after it) and its index: 12 bytes a slot, not 40. It
-    /// is built at the run's memory peak, for every input of a million-payment run. Outputs of
-    /// unknown parents (an S7 violation) take the slow map.
-    private struct SpendMap {
-        private var compact: [UInt64: Int32]
-        private var other: [InputRef: Int32] = [:]
-        private let id: (InputRef) -> UInt64?
-        init(capacity: Int, id: @escaping (InputRef) -> UInt64?) {
-            compact = Dictionary(minimumCapacity: capacity)
-            self.id = id
-        }
-        static func id(parent: Int, index: UInt32) -> UInt64 { UInt64(parent) << 32 | UInt64(index) }
-        subscript(input: InputRef) -> Int32? {
-            get {
-                guard let i = id(input) else { return other[input] }
-                return compact[i]
-            }
-            set {
-                if let i = id(input) { compact[i] = newValue } else { other[input] = newValue }
-            }
-        }
-        subscript(parent parent: Int, index index: UInt32) -> Int32? { compact[SpendMap.id(parent: parent, index: index)] }
+    /// An output as the end-of-run checks name it: by its parent's position in `paymentList`
+    /// (genesis payments not there come after it) and its index, in 8 bytes; an output of an
+    /// unknown parent (an S7 violation) by its reference.
+    private enum Output {
+        case known(UInt64)
+        case unknown(InputRef)
+        static func known(parent: Int, index: UInt32) -> Output { .known(UInt64(parent) << 32 | UInt64(index)) }
     }
 
-    private func outputID(_ input: InputRef) -> UInt64? {
-        if let i = paymentIndex[input.parentKey] { return SpendMap.id(parent: Int(i), index: input.index) }
-        if let g = genesisIndex[input.parentKey] { return SpendMap.id(parent: paymentList.count + g, index: input.index) }
-        return nil
+    private func output(_ input: InputRef) -> Output {
+        if let i = paymentIndex[input.parentKey] { return .known(parent: Int(i), index: input.index) }
+        if let g = genesisIndex[input.parentKey] { return .known(parent: paymentList.count + g, index: input.index) }
+        return .unknown(input)
+    }
+
+    /// Outputs → positions (of spenders), at 12 bytes a slot for known outputs rather than 40:
+    /// built at the run's memory peak, for every input of a million-payment run.
+    private struct SpendMap {
+        private var known: [UInt64: Int32]
+        private var unknown: [InputRef: Int32] = [:]
+        init(capacity: Int) { known = Dictionary(minimumCapacity: capacity) }
+        subscript(output: Output) -> Int32? {
+            get {
+                switch output {
+                case let .known(id): return known[id]
+                case let .unknown(input): return unknown[input]
+                }
+            }
+            set {
+                switch output {
+                case let .known(id): known[id] = newValue
+                case let .unknown(input): unknown[input] = newValue
+                }
+            }
+        }
     }
 
     func observeAccepted(principal: Int, record: CertifiedPayment, at time: UInt64) {
@@ -278,8 +284,7 @@ final class InvariantChecker {
         // S1 for payments holds by construction (K is the hash of the value); S2: one spender per output.
         // Spenders as positions in paymentList: this runs at the run's memory peak, so the map
         // is sized once and kept small.
-        let outputID = { [unowned self] (input: InputRef) in self.outputID(input) }
-        var spentBy = SpendMap(capacity: paymentList.reduce(0) { $0 + $1.record.payment.inputs.count }, id: outputID)
+        var spentBy = SpendMap(capacity: paymentList.reduce(0) { $0 + $1.record.payment.inputs.count })
         var fees: [UInt64] = []
         /// Certified payments that break S4, S5, S6 or S7 themselves.
         var invalid = Set<Digest>()
@@ -291,10 +296,11 @@ final class InvariantChecker {
             if p.inputs.isEmpty { violate("S6", seen, "zero-input payment \(key) certified outside genesis") }
             var inputAmounts = [UInt64]()
             for input in p.inputs {
-                if let other = spentBy[input].map({ paymentList[Int($0)].record.key }), other != key {
+                let spent = output(input)
+                if let other = spentBy[spent].map({ paymentList[Int($0)].record.key }), other != key {
                     violate("S2", seen, "output \(input) spent by certified payments \(other) and \(key)")
                 } else {
-                    spentBy[input] = Int32(truncatingIfNeeded: position)
+                    spentBy[spent] = Int32(truncatingIfNeeded: position)
                 }
                 guard let parent = certified(input.parentKey)?.record.payment ?? genesisPayment(input.parentKey) else {
                     violate("S7", seen, "certified payment \(key) spends \(input) whose parent is not certified", once: "S7\(key)")
@@ -337,13 +343,13 @@ final class InvariantChecker {
         var unspent = [UInt64]()
         var overflow = false
         for (position, entry) in paymentList.enumerated() {
-            for (i, o) in entry.record.payment.outputs.enumerated() where spentBy[parent: position, index: UInt32(i)] == nil {
+            for (i, o) in entry.record.payment.outputs.enumerated() where spentBy[.known(parent: position, index: UInt32(i))] == nil {
                 unspent.append(o.amount)
             }
         }
         for g in genesis.payments where paymentIndex[g.key] == nil {
             guard let position = genesisIndex[g.key].map({ paymentList.count + $0 }) else { continue }
-            for (i, o) in g.outputs.enumerated() where spentBy[parent: position, index: UInt32(i)] == nil { unspent.append(o.amount) }
+            for (i, o) in g.outputs.enumerated() where spentBy[.known(parent: position, index: UInt32(i))] == nil { unspent.append(o.amount) }
         }
         var total: UInt64 = 0
         for v in unspent + fees {
@@ -355,7 +361,7 @@ final class InvariantChecker {
             violate("S3", world.end, "unspent + fees = \(overflow ? "overflow" : String(total)), genesis supply = \(genesis.supply)")
         }
         // S8: honest readers accept only valid, certified, non-conflicting payments.
-        var acceptedSpends = SpendMap(capacity: accepted.reduce(0) { $0 + $1.record.payment.inputs.count }, id: outputID)  // positions in accepted
+        var acceptedSpends = SpendMap(capacity: accepted.reduce(0) { $0 + $1.record.payment.inputs.count })  // positions in accepted
         for (position, a) in accepted.enumerated() {
             let key = a.record.key
             if paymentIndex[key] == nil && !genesis.contains(key) {
@@ -365,10 +371,11 @@ final class InvariantChecker {
                 violate("S8", a.time, "principal \(a.principal) accepted payment \(key), which is invalid or has an invalid ancestor", once: "S8i\(key)")
             }
             for input in a.record.payment.inputs {
-                if let other = acceptedSpends[input].map({ accepted[Int($0)].record.key }), other != key {
+                let spent = output(input)
+                if let other = acceptedSpends[spent].map({ accepted[Int($0)].record.key }), other != key {
                     violate("S8", a.time, "honest payees accepted \(other) and \(key), both spending \(input)", once: "S8d\(input)")
                 } else {
-                    acceptedSpends[input] = Int32(truncatingIfNeeded: position)
+                    acceptedSpends[spent] = Int32(truncatingIfNeeded: position)
                 }
             }
         }
