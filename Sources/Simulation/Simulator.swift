@@ -476,9 +476,11 @@ public final class Simulator {
     func writerProgress(_ p: Int) {
         var w = 0
         while w < principals[p].writers.count {
-            // Read the slot's fields in place: copying a whole writer retains all it holds.
-            let index = Int(principals[p].writers[w].payment)
-            switch principals[p].writers[w].writer.status {
+            // Read the slot's fields in place (through `inout`): a plain read of
+            // `principals[p].writers[w].payment` compiles to a copy of the whole 176-byte slot,
+            // retaining everything the writer holds (3 % of a scale run in perf).
+            let (index, status) = Simulator.peek(&principals[p].writers[w])
+            switch status {
             case .running:
                 w += 1
             case let .certified(certified):
@@ -525,6 +527,10 @@ public final class Simulator {
                 slotFreed(p)
             }
         }
+    }
+
+    private static func peek(_ slot: inout PrincipalHost.WriterSlot) -> (payment: Int, status: Writer.Status) {
+        (Int(slot.payment), slot.writer.status)
     }
 
     /// Token of a principal's hand-over retry timer (writers use 1, 2, ...; the reader 0).

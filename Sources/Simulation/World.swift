@@ -76,7 +76,8 @@ struct PaymentRecord {
 
 struct PrincipalHost {
     var wallet: Wallet<PaymentProof>
-    var writers: [(token: UInt64, writer: Writer, payment: Int32, parents: [CertifiedPayment])] = []
+    typealias WriterSlot = (token: UInt64, writer: Writer, payment: Int32, parents: [CertifiedPayment])
+    var writers: [WriterSlot] = []
     var reader: Reader
     var nextToken: UInt64 = 1
     /// Requests waiting for a free slot (open loop), by request time.
