@@ -216,6 +216,11 @@ public final class Redeem: Hashable, Sendable, CustomStringConvertible {
     public let signature: Signature
     /// Where this record is stored (derived from `input`).
     public let key: Digest
+    /// The value a replica locks `key` to: `H("qc/rval", spender)`. The signature is an
+    /// authenticator, not part of the value, so a re-signed redeem for the same spender is the
+    /// same value and the lock cannot be split by signature malleability. Kept, not recomputed:
+    /// a payment's redeem is asked for it about eighteen times on its way through a run.
+    public let valueHash: Digest
 
     public init(version: UInt8 = Ledger.version, networkId: UInt32, input: InputRef, owner: PublicKey,
                 spender: Digest, signature: Signature) {
@@ -226,6 +231,7 @@ public final class Redeem: Hashable, Sendable, CustomStringConvertible {
         self.spender = spender
         self.signature = signature
         self.key = input.redeemKey
+        self.valueHash = Redeem.valueHash(spender: spender)
     }
 
     /// The owner's redeem of `input` for the payment `spender`.
@@ -245,11 +251,6 @@ public final class Redeem: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var signingMessage: [UInt8] { Redeem.signingMessage(networkId: networkId, key: key, spender: spender) }
-
-    /// The value a replica locks `key` to: `H("qc/rval", spender)`. The signature is an
-    /// authenticator, not part of the value, so a re-signed redeem for the same spender is the
-    /// same value and the lock cannot be split by signature malleability.
-    public var valueHash: Digest { Redeem.valueHash(spender: spender) }
 
     public static func valueHash(spender: Digest) -> Digest {
         Blake2b.hash(.redeemValue, capacity: 32) { $0.append(spender) }

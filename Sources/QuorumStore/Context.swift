@@ -168,11 +168,9 @@ public final class ProtocolContext {
         let votes = certificate.voteList
         guard votes.count <= group.members.count else { throw .tooManyVotes(have: votes.count, groupSize: group.members.count) }
         guard votes.count >= quorum.writeQuorum else { throw .tooFewVotes(have: votes.count, need: quorum.writeQuorum) }
-        var signers = [ReplicaID]()
-        signers.reserveCapacity(votes.count)
-        for vote in votes {
-            guard !signers.contains(vote.replica) else { throw .duplicateSigner(vote.replica) }
-            signers.append(vote.replica)
+        // Pairwise over at most n votes: no scratch array to allocate on every check.
+        for (i, vote) in votes.enumerated() {
+            for earlier in votes[..<i] where earlier.replica == vote.replica { throw .duplicateSigner(vote.replica) }
             guard group.contains(vote.replica) else { throw .nonMember(vote.replica) }
         }
         let message = s.signingMessage
@@ -180,6 +178,10 @@ public final class ProtocolContext {
             throw .badSignature(vote.replica)
         }
     }
+
+    /// Certificate types that prove a payment or a redeem (built once, not per check).
+    static let paymentProofTypes: [RecordType] = [.payment, .batch]
+    static let redeemProofTypes: [RecordType] = [.redeem]
 
     /// A payment's proof: a configured genesis payment, or a `payment`/`batch` certificate on (K, K)
     /// from G(payer).
@@ -192,7 +194,7 @@ public final class ProtocolContext {
         case .genesis:
             guard genesis.contains(key) else { throw .notGenesis(key) }
         case let .certificate(certificate):
-            try verify(certificate, types: [.payment, .batch], key: key, valueHash: key,
+            try verify(certificate, types: ProtocolContext.paymentProofTypes, key: key, valueHash: key,
                        group: group(of: record.payment.payer), meter: meter)
         }
         verified.markVerified(key)
@@ -206,7 +208,7 @@ public final class ProtocolContext {
         switch record.proof {
         case let .certificate(certificate):
             do {
-                try verify(certificate, types: [.redeem], key: redeem.key, valueHash: redeem.valueHash,
+                try verify(certificate, types: ProtocolContext.redeemProofTypes, key: redeem.key, valueHash: redeem.valueHash,
                            group: group(of: redeem.owner), meter: meter)
             } catch { throw .certificate(error) }
         case let .batch(spender):
