@@ -121,6 +121,10 @@ public struct Certificate: Hashable, @unchecked Sendable {
     struct Header {
         let statement: VoteStatement
         let count: Int
+        /// The serial of the `ProtocolContext` that found every vote's signature valid over
+        /// `statement` (0: none yet). Contents never change, so a second check of the same
+        /// certificate in that context need not verify them again (see `ProtocolContext.verify`).
+        var signaturesValidIn: UInt64 = 0
     }
 
     /// The statement and its votes in one allocation. A million-payment run holds 2.4 million
@@ -150,6 +154,13 @@ public struct Certificate: Hashable, @unchecked Sendable {
     public var statement: VoteStatement {
         get { storage.header.statement }
         set { storage = .make(newValue, voteList) }
+    }
+
+    /// Serial of the context in which all signatures were found valid (0: none). One aligned word:
+    /// a race between threads sharing a certificate can only cause a redundant verification.
+    var signaturesValidIn: UInt64 {
+        get { storage.withUnsafeMutablePointerToHeader { $0.pointee.signaturesValidIn } }
+        nonmutating set { storage.withUnsafeMutablePointerToHeader { $0.pointee.signaturesValidIn = newValue } }
     }
 
     /// The votes, read in place (no copy): what verification and encoding use.

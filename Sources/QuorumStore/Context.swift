@@ -1,5 +1,6 @@
 import QuorumCrypto
 import QuorumLedger
+import Synchronization
 
 /// Counts the cryptographic work one node performs, so a host can charge simulated CPU time.
 /// Wraps the run's shared verifier (which may memoize): the count is per check, memo hit or not.
@@ -19,6 +20,10 @@ public final class CryptoMeter: SignatureVerifier {
         signs += 1
         return signer.sign(message)
     }
+
+    /// Counts `count` checks whose result is already known (a certificate whose signatures this
+    /// run has verified): the simulated CPU is charged as if they ran.
+    public func charge(verifications count: Int) { verifies += count }
 
     /// The work done since the last call, and a reset.
     public func take() -> (verifies: Int, signs: Int) {
@@ -116,6 +121,11 @@ public final class ProtocolContext {
     public let replicaKeys: [PublicKey]
     public let assignment: GroupAssignment
     public let verifier: SignatureVerifier
+    /// Unique per context in this process (never 0): what a certificate records when its
+    /// signatures verified here, so an identical later check skips them.
+    let serial: UInt64
+
+    private static let serials = Atomic<UInt64>(0)
 
     public init(networkId: UInt32, epoch: UInt32, quorum: QuorumParameters, limits: LedgerLimits = .standard,
                 genesis: Genesis, replicaKeys: [PublicKey], assignment: GroupAssignment,
@@ -134,6 +144,7 @@ public final class ProtocolContext {
         self.replicaKeys = replicaKeys
         self.assignment = assignment
         self.verifier = verifier
+        self.serial = ProtocolContext.serials.add(1, ordering: .relaxed).newValue
     }
 
     public var replicaCount: Int { replicaKeys.count }
@@ -173,10 +184,20 @@ public final class ProtocolContext {
             for earlier in votes[..<i] where earlier.replica == vote.replica { throw .duplicateSigner(vote.replica) }
             guard group.contains(vote.replica) else { throw .nonMember(vote.replica) }
         }
+        // A certificate is immutable and shared by every node it reaches: once its signatures
+        // verified in this context, under its verifier, they are valid for every later check
+        // (the statement, membership and count checks above still run each time). Simulated CPU
+        // is charged per check all the same. A meter over another verifier checks for itself.
+        let shared = meter.inner === verifier
+        if shared, certificate.signaturesValidIn == serial {
+            meter.charge(verifications: votes.count)
+            return
+        }
         let message = s.signingMessage
         for vote in votes where !meter.isValid(vote.signature, of: message, by: replicaKeys[Int(vote.replica)]) {
             throw .badSignature(vote.replica)
         }
+        if shared { certificate.signaturesValidIn = serial }
     }
 
     /// Certificate types that prove a payment or a redeem (built once, not per check).

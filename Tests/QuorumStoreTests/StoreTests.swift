@@ -281,6 +281,61 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
     }
 }
 
+@Suite struct CertificateCacheTests {
+    /// A certificate whose signatures verified is not verified again in the same context, but is
+    /// charged the same; its statement is still checked every time; edits, other verifiers and
+    /// other contexts start afresh.
+    @Test func verifiedSignaturesAreRememberedPerContextAndCharged() throws {
+        let c = try Cluster(principals: 8)
+        guard let p = try c.pay(0, [(1, 100)], variant: .batched).certified, case let .certificate(cert) = p.proof else {
+            Issue.record("no certificate"); return
+        }
+        let counting = CountingVerifier(c.context.verifier)
+        let context = try ProtocolContext(networkId: 1, epoch: 1, quorum: c.context.quorum, genesis: c.context.genesis,
+                                          replicaKeys: c.context.replicaKeys, assignment: c.context.assignment,
+                                          verifier: counting)
+        let group = context.group(of: p.payment.payer)
+        let meter = CryptoMeter(counting)
+        func check(_ certificate: Certificate, key: Digest? = nil) throws(CertificateError) {
+            try context.verify(certificate, types: [.payment, .batch], key: key ?? p.key, valueHash: p.key,
+                               group: group, meter: meter)
+        }
+        try check(cert)
+        #expect(counting.calls == 3 && meter.take().verifies == 3)
+        try check(cert)
+        #expect(counting.calls == 3 && meter.take().verifies == 3)
+        #expect(throws: CertificateError.wrongKey(p.key)) { try check(cert, key: Digest(word: 5)) }
+        var badSig = cert; badSig.votes[2].signature = .zero
+        #expect(throws: CertificateError.badSignature(cert.votes[2].replica)) { try check(badSig) }
+        #expect(throws: CertificateError.badSignature(cert.votes[2].replica)) { try check(badSig) }
+        // A meter over another verifier, and another context, check the signatures themselves.
+        let rejecting = CountingVerifier(RejectingVerifier())
+        #expect(throws: CertificateError.badSignature(cert.votes[0].replica)) {
+            try context.verify(cert, types: [.batch], key: p.key, valueHash: p.key, group: group, meter: CryptoMeter(rejecting))
+        }
+        let before = counting.calls
+        let second = try ProtocolContext(networkId: 1, epoch: 1, quorum: c.context.quorum, genesis: c.context.genesis,
+                                         replicaKeys: c.context.replicaKeys, assignment: c.context.assignment,
+                                         verifier: counting)
+        try second.verify(cert, types: [.batch], key: p.key, valueHash: p.key, group: group, meter: CryptoMeter(counting))
+        #expect(counting.calls == before + 3)
+    }
+}
+
+final class CountingVerifier: SignatureVerifier {
+    let inner: SignatureVerifier
+    var calls = 0
+    init(_ inner: SignatureVerifier) { self.inner = inner }
+    func isValid(_ signature: Signature, of message: [UInt8], by key: PublicKey) -> Bool {
+        calls += 1
+        return inner.isValid(signature, of: message, by: key)
+    }
+}
+
+final class RejectingVerifier: SignatureVerifier {
+    func isValid(_ signature: Signature, of message: [UInt8], by key: PublicKey) -> Bool { false }
+}
+
 @Suite struct ReadTests {
     @Test func readFindsCommittedAndConcludesNotFound() throws {
         let c = try Cluster(principals: 4)
