@@ -96,13 +96,10 @@ public final class Simulator {
             principalSigners = principalSeeds.map { Ed25519KeyPair(seed: $0) }
             baseVerifier = Ed25519Verifier()
         case .modelled:
-            let registry = ModelledVerifier()
-            let replicaPairs = replicaSeeds.map { ModelledKeyPair(seed: $0) }
-            let principalPairs = principalSeeds.map { ModelledKeyPair(seed: $0) }
-            for pair in replicaPairs + principalPairs { registry.register(pair) }
-            replicaSigners = replicaPairs
-            principalSigners = principalPairs
-            baseVerifier = registry
+            let scheme = ModelledVerifier(key: KeySeed.derive(seed: seed, label: "modelled-mac", index: 0))
+            replicaSigners = replicaSeeds.map { scheme.keyPair(seed: $0) }
+            principalSigners = principalSeeds.map { scheme.keyPair(seed: $0) }
+            baseVerifier = scheme
         }
         let networkId = scenario.protocolSettings.networkId
         let genesisPayments = principalSigners.map { signer in

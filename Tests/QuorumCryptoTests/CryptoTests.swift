@@ -86,6 +86,30 @@ let rfc8032: [(seed: String, publicKey: String, message: String, signature: Stri
     }
 }
 
+@Suite struct ModelledSignatureTests {
+    /// Only the key pair of `pk` signs as `pk`; the message, the key, the unused half and the
+    /// run's MAC key all matter; public keys depend on the seed alone.
+    @Test func signaturesBindKeyMessageAndRun() {
+        let scheme = ModelledVerifier(key: Bytes32(word: 7))
+        let other = ModelledVerifier(key: Bytes32(word: 8))
+        let a = scheme.keyPair(seed: Bytes32(word: 1)), b = scheme.keyPair(seed: Bytes32(word: 2))
+        let message: [UInt8] = [1, 2, 3]
+        let signature = a.sign(message)
+        #expect(scheme.isValid(signature, of: message, by: a.publicKey))
+        #expect(scheme.isValid(a.sign([]), of: [], by: a.publicKey))
+        #expect(!scheme.isValid(signature, of: [1, 2, 4], by: a.publicKey))
+        #expect(!scheme.isValid(signature, of: message, by: b.publicKey))
+        #expect(!scheme.isValid(b.sign(message), of: message, by: a.publicKey))
+        #expect(!scheme.isValid(Signature(r: signature.r, s: Bytes32(word: 1)), of: message, by: a.publicKey))
+        #expect(!scheme.isValid(Signature(r: .zero, s: .zero), of: message, by: a.publicKey))
+        // Another run's scheme: same public key from the same seed, but its signatures do not carry over.
+        let a2 = other.keyPair(seed: Bytes32(word: 1))
+        #expect(a2.publicKey == a.publicKey)
+        #expect(!scheme.isValid(a2.sign(message), of: message, by: a.publicKey))
+        #expect(a.sign(message) == signature)
+    }
+}
+
 @Suite struct Blake2bTests {
     /// Published BLAKE2b-256 values (the empty string and "abc").
     @Test func publishedVectors() {
