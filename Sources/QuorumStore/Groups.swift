@@ -54,6 +54,9 @@ public final class GroupAssignment {
     public let replicaCount: Int
     public let groupSize: Int
     private var cache: [PublicKey: Group] = [:]
+    /// Every shard in `partitioned` mode, built once: principals of one shard share its member
+    /// array instead of each holding a copy.
+    private var shards: [Group] = []
 
     /// - Parameters:
     ///   - replicaCount: replicas in the directory; in `partitioned` mode a multiple of `groupSize`.
@@ -68,6 +71,7 @@ public final class GroupAssignment {
         self.beacon = beacon
         self.replicaCount = replicaCount
         self.groupSize = groupSize
+        if mode == .partitioned { shards = (0..<replicaCount / groupSize).map(makeShard) }
     }
 
     /// Number of disjoint shards in `partitioned` mode.
@@ -75,6 +79,10 @@ public final class GroupAssignment {
 
     /// The members of shard `s` in `partitioned` mode.
     public func shard(_ s: Int) -> Group {
+        s >= 0 && s < shards.count ? shards[s] : makeShard(s)
+    }
+
+    private func makeShard(_ s: Int) -> Group {
         let first = ReplicaID(s * groupSize)
         return Group(id: GroupID(raw: UInt64(s)), members: (0..<ReplicaID(groupSize)).map { first + $0 })
     }

@@ -58,6 +58,9 @@ public final class Simulator {
     var unfinished = 0
     var trace: TraceDigest?
     var faults: FaultLayer
+    /// Some principal mounts attacks: keep what attacks reuse (last message sent, last payment
+    /// committed) for the attackers.
+    var recordsAttackState = false
     var checker: InvariantChecker
     /// Payments a payer re-drove after recovering with its log (L5).
     var recovered: [Digest] = []
@@ -157,6 +160,7 @@ public final class Simulator {
         } else {
             faults = try FaultLayer(settings: scenario.faults, topology: topology, principalGroups: shardOf, seed: seed)
         }
+        recordsAttackState = !faults.attackers.isEmpty
         if traceEvery > 0 { trace = TraceDigest(every: traceEvery) }
         if case let .zipf(s) = w.recipients {
             var total = 0.0
@@ -336,7 +340,10 @@ public final class Simulator {
             metrics.messages[message.kindIndex] += 1
             metrics.bytes[message.kindIndex] += size
             checker.observe(message, from: node, honestSender: honest, at: done)
-            if i >= replicaCount { principals[i - replicaCount].lastSent = (to, message) }
+            // Kept for replay attacks only: a reference per principal otherwise.
+            if recordsAttackState, i >= replicaCount, faults.attackers[i - replicaCount] != nil {
+                principals[i - replicaCount].lastSent = (to, message)
+            }
             guard let (first, second) = network.deliveries(from: node, to: to, size: size, at: done) else { continue }
             queue.push(.deliver(from: node, to: to, message: message, size: Int32(truncatingIfNeeded: size)), at: first)
             if let second { queue.push(.deliver(from: node, to: to, message: message, size: Int32(truncatingIfNeeded: size)), at: second) }
@@ -497,7 +504,7 @@ public final class Simulator {
                 // An attacker also keeps what its attack payments created (minted coins, change).
                 principals[p].wallet.receive(certified.payment, proof: certified.proof)
                 let parents = principals[p].writers[w].parents
-                principals[p].lastCommitted = (certified, parents)
+                if recordsAttackState, faults.attackers[p] != nil { principals[p].lastCommitted = (certified, parents) }
                 let me = principals[p].wallet.publicKey
                 var payees = [Int]()
                 for output in certified.payment.outputs where output.owner != me {
