@@ -42,21 +42,26 @@ public final class ModelledVerifier: SignatureVerifier, @unchecked Sendable {
 
     /// Keyed BLAKE2b-256 of `publicKey ‖ message` (libsodium's `crypto_generichash`, streamed so
     /// nothing is copied).
-    private static let stateBytes = max(512, crypto_generichash_statebytes())
-
+    /// Keyed BLAKE2b-256 of `publicKey ‖ message` (libsodium's one-shot `crypto_generichash`),
+    /// with the input assembled in a temporary buffer (on the stack for every protocol message;
+    /// an aligned streaming state here went through `posix_memalign` on every check).
     func mac(_ publicKey: PublicKey, _ message: [UInt8]) -> Bytes32 {
         Sodium.ensureReady()
         var out = Bytes32.zero
-        // The state is opaque to Swift (an aligned C struct): room for it on the stack.
-        withUnsafeTemporaryAllocation(byteCount: ModelledVerifier.stateBytes, alignment: 64) { buffer in
-            guard let base = buffer.baseAddress else { return }
-            let state = OpaquePointer(base)
-            key.withUnsafeBytes { k in _ = crypto_generichash_init(state, k.bytePointer, 32, 32) }
-            publicKey.raw.withUnsafeBytes { p in _ = crypto_generichash_update(state, p.bytePointer, 32) }
-            message.withUnsafeBufferPointer { m in
-                _ = crypto_generichash_update(state, m.baseAddress ?? Sodium.emptyByte, UInt64(m.count))
+        let count = 32 + message.count
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { input in
+            guard let base = input.baseAddress else { return }
+            publicKey.raw.withUnsafeBytes { p in
+                if let from = p.baseAddress { base.initialize(from: from.assumingMemoryBound(to: UInt8.self), count: 32) }
             }
-            withUnsafeMutableBytes(of: &out.storage) { o in _ = crypto_generichash_final(state, o.mutableBytePointer, 32) }
+            message.withUnsafeBufferPointer { m in
+                if let from = m.baseAddress { (base + 32).initialize(from: from, count: m.count) }
+            }
+            withUnsafeMutableBytes(of: &out.storage) { o in
+                key.withUnsafeBytes { k in
+                    _ = crypto_generichash(o.mutableBytePointer, 32, base, UInt64(count), k.bytePointer, 32)
+                }
+            }
         }
         return out
     }
