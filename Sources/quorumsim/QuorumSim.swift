@@ -88,6 +88,9 @@ struct Run: ParsableCommand {
         do { simulator = try Systems.make(scenario) } catch {
             throw ValidationError("cannot build scenario \(self.scenario): \(error)")
         }
+        // Kept until the process exits: freeing a million-payment run's objects one by one took
+        // seconds after the results were written, and the exit returns the memory at once.
+        finishedRuns.append(simulator)
         let quorum = simulator as? Simulator
         if dumpLedger, quorum == nil { throw ValidationError("--dump-ledger needs system quorumcoin") }
         let setup = ContinuousClock.now - start
@@ -221,6 +224,9 @@ struct Replay: ParsableCommand {
         }
     }
 }
+
+/// Runs of this process, never freed (see `Run.run`).
+nonisolated(unsafe) var finishedRuns: [any SystemRun] = []
 
 func loadScenario(path: String, overrides: [(path: String, value: String)] = []) throws -> Scenario {
     guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
