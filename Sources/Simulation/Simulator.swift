@@ -335,11 +335,15 @@ public final class Simulator {
         let done = max(now, cpu[i].busyUntil) &+ cost
         cpu[i].busyUntil = done
         let honest = i >= replicaCount || !faults.isByzantine(i)
-        for (to, message) in out.messages {
-            let size = message.encodedSize
+        var size = 0
+        for (j, (to, message)) in out.messages.enumerated() {
+            // A broadcast's later copies have the first one's size, and the checker has seen it.
+            if !out.repeatsPrevious[j] {
+                size = message.encodedSize
+                checker.observe(message, from: node, honestSender: honest, at: done)
+            }
             metrics.messages[message.kindIndex] += 1
             metrics.bytes[message.kindIndex] += size
-            checker.observe(message, from: node, honestSender: honest, at: done)
             // Kept for replay attacks only: a reference per principal otherwise.
             if recordsAttackState, i >= replicaCount, faults.attackers[i - replicaCount] != nil {
                 principals[i - replicaCount].lastSent = (to, message)
