@@ -50,6 +50,11 @@ public struct InputRef: Hashable, Comparable, Sendable, CustomStringConvertible 
     public static func < (a: InputRef, b: InputRef) -> Bool {
         (a.parentKey, a.index) < (b.parentKey, b.index)
     }
+    /// Sets and dictionaries hash the key's words and the index with one mixer rather than
+    /// SipHash (every wallet inserts each coin it receives into such a set).
+    @inlinable public func _rawHashValue(seed: Int) -> Int {
+        parentKey._rawHashValue(seed: seed ^ Int(truncatingIfNeeded: UInt64(index) &* 0x9E37_79B9_7F4A_7C15))
+    }
     public var description: String { "\(parentKey)#\(index)" }
     static let encodedSize = 32 + 4
 }

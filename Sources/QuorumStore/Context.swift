@@ -6,8 +6,10 @@ import Synchronization
 /// Wraps the run's shared verifier (which may memoize): the count is per check, memo hit or not.
 public final class CryptoMeter: SignatureVerifier {
     public let inner: SignatureVerifier
-    public private(set) var verifies = 0
-    public private(set) var signs = 0
+    // Counted on every signature check of a run: no dynamic exclusivity check (no access to
+    // them overlaps another; the counters are never passed inout).
+    @exclusivity(unchecked) public private(set) var verifies = 0
+    @exclusivity(unchecked) public private(set) var signs = 0
 
     public init(_ inner: SignatureVerifier) { self.inner = inner }
 

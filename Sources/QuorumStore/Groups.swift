@@ -53,7 +53,9 @@ public final class GroupAssignment {
     public let beacon: Bytes32
     public let replicaCount: Int
     public let groupSize: Int
-    private var cache: [PublicKey: Group] = [:]
+    // Read on most protocol steps: no dynamic exclusivity check (accessed only inside
+    // `group(of:)`, which never overlaps itself).
+    @exclusivity(unchecked) private var cache: [PublicKey: Group] = [:]
     /// Every shard in `partitioned` mode, built once: principals of one shard share its member
     /// array instead of each holding a copy.
     private var shards: [Group] = []
