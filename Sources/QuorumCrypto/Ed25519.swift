@@ -5,6 +5,12 @@ import CSodium
 public protocol Signer: Sendable {
     var publicKey: PublicKey { get }
     func sign(_ message: [UInt8]) -> Signature
+    /// Signs bytes in place (a message built in a stack buffer, not an array).
+    func sign(bytes message: UnsafeRawBufferPointer) -> Signature
+}
+
+extension Signer {
+    public func sign(bytes message: UnsafeRawBufferPointer) -> Signature { sign(Array(message)) }
 }
 
 /// An Ed25519 key pair derived deterministically from a 32-byte seed (RFC 8032 §5.1.5: the seed
@@ -56,6 +62,14 @@ extension PublicKey {
 /// implementations count their work so the simulator can charge CPU time.
 public protocol SignatureVerifier: AnyObject {
     func isValid(_ signature: Signature, of message: [UInt8], by key: PublicKey) -> Bool
+    /// Checks a signature over bytes in place (a message built in a stack buffer, not an array).
+    func isValid(_ signature: Signature, ofBytes message: UnsafeRawBufferPointer, by key: PublicKey) -> Bool
+}
+
+extension SignatureVerifier {
+    public func isValid(_ signature: Signature, ofBytes message: UnsafeRawBufferPointer, by key: PublicKey) -> Bool {
+        isValid(signature, of: Array(message), by: key)
+    }
 }
 
 /// Ed25519 verification by libsodium. libsodium 1.0.18 rejects non-canonical S, small-order R and

@@ -21,6 +21,10 @@ public struct ModelledKeyPair: Signer {
     }
 
     public func sign(_ message: [UInt8]) -> Signature {
+        message.withUnsafeBytes { sign(bytes: $0) }
+    }
+
+    public func sign(bytes message: UnsafeRawBufferPointer) -> Signature {
         Signature(r: scheme.mac(publicKey, message), s: .zero)
     }
 }
@@ -37,6 +41,10 @@ public final class ModelledVerifier: SignatureVerifier, @unchecked Sendable {
     public func keyPair(seed: Bytes32) -> ModelledKeyPair { ModelledKeyPair(seed: seed, scheme: self) }
 
     public func isValid(_ signature: Signature, of message: [UInt8], by publicKey: PublicKey) -> Bool {
+        message.withUnsafeBytes { isValid(signature, ofBytes: $0, by: publicKey) }
+    }
+
+    public func isValid(_ signature: Signature, ofBytes message: UnsafeRawBufferPointer, by publicKey: PublicKey) -> Bool {
         signature.s == .zero && mac(publicKey, message) == signature.r
     }
 
@@ -45,7 +53,7 @@ public final class ModelledVerifier: SignatureVerifier, @unchecked Sendable {
     /// Keyed BLAKE2b-256 of `publicKey ‖ message` (libsodium's one-shot `crypto_generichash`),
     /// with the input assembled in a temporary buffer (on the stack for every protocol message;
     /// an aligned streaming state here went through `posix_memalign` on every check).
-    func mac(_ publicKey: PublicKey, _ message: [UInt8]) -> Bytes32 {
+    func mac(_ publicKey: PublicKey, _ message: UnsafeRawBufferPointer) -> Bytes32 {
         Sodium.ensureReady()
         var out = Bytes32.zero
         let count = 32 + message.count
@@ -54,9 +62,7 @@ public final class ModelledVerifier: SignatureVerifier, @unchecked Sendable {
             publicKey.raw.withUnsafeBytes { p in
                 if let from = p.baseAddress { base.initialize(from: from.assumingMemoryBound(to: UInt8.self), count: 32) }
             }
-            message.withUnsafeBufferPointer { m in
-                if let from = m.baseAddress { (base + 32).initialize(from: from, count: m.count) }
-            }
+            if let from = message.baseAddress { UnsafeMutableRawPointer(base + 32).copyMemory(from: from, byteCount: message.count) }
             withUnsafeMutableBytes(of: &out.storage) { o in
                 key.withUnsafeBytes { k in
                     _ = crypto_generichash(o.mutableBytePointer, 32, base, UInt64(count), k.bytePointer, 32)

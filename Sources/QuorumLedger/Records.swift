@@ -153,7 +153,7 @@ public final class Payment: Hashable, Sendable, CustomStringConvertible {
     /// Builds and signs a payment.
     public static func signed(_ body: PaymentBody, by signer: some Signer) -> Payment {
         let key = body.key
-        let signature = signer.sign(signingMessage(networkId: body.networkId, key: key))
+        let signature = withSigningMessage(networkId: body.networkId, key: key) { signer.sign(bytes: $0) }
         return Payment(body: body, signature: signature, key: key)
     }
 
@@ -165,10 +165,15 @@ public final class Payment: Hashable, Sendable, CustomStringConvertible {
 
     /// What the payer signs: `len ‖ "qc/psig" ‖ networkId ‖ K`. K commits to the whole body.
     public static func signingMessage(networkId: UInt32, key: Digest) -> [UInt8] {
-        var w = ByteWriter(tag: .paymentSignature, capacity: 36)
-        w.append(networkId)
-        w.append(key)
-        return w.bytes
+        withSigningMessage(networkId: networkId, key: key) { Array($0) }
+    }
+
+    /// The signing message in a stack buffer, handed to `use` (what checks and signing use).
+    @inlinable public static func withSigningMessage<R>(networkId: UInt32, key: Digest, _ use: (UnsafeRawBufferPointer) -> R) -> R {
+        ByteWriter.withFixed(tag: .paymentSignature, bodyBytes: 36, { w in
+            w.append(networkId)
+            w.append(key)
+        }, use)
     }
 
     public var signingMessage: [UInt8] { Payment.signingMessage(networkId: body.networkId, key: key) }
@@ -242,17 +247,28 @@ public final class Redeem: Hashable, Sendable, CustomStringConvertible {
     /// The owner's redeem of `input` for the payment `spender`.
     public static func signed(networkId: UInt32, input: InputRef, spender: Digest, by signer: some Signer) -> Redeem {
         let key = input.redeemKey
-        let signature = signer.sign(signingMessage(networkId: networkId, key: key, spender: spender))
+        let signature = withSigningMessage(networkId: networkId, key: key, spender: spender) { signer.sign(bytes: $0) }
         return Redeem(networkId: networkId, input: input, owner: signer.publicKey, spender: spender, signature: signature)
     }
 
     /// What the owner signs: `len ‖ "qc/rsig" ‖ networkId ‖ k ‖ K`.
     public static func signingMessage(networkId: UInt32, key: Digest, spender: Digest) -> [UInt8] {
-        var w = ByteWriter(tag: .redeemSignature, capacity: 68)
-        w.append(networkId)
-        w.append(key)
-        w.append(spender)
-        return w.bytes
+        withSigningMessage(networkId: networkId, key: key, spender: spender) { Array($0) }
+    }
+
+    /// The signing message in a stack buffer, handed to `use` (what checks and signing use).
+    @inlinable public static func withSigningMessage<R>(networkId: UInt32, key: Digest, spender: Digest,
+                                                       _ use: (UnsafeRawBufferPointer) -> R) -> R {
+        ByteWriter.withFixed(tag: .redeemSignature, bodyBytes: 68, { w in
+            w.append(networkId)
+            w.append(key)
+            w.append(spender)
+        }, use)
+    }
+
+    /// `signingMessage` in a stack buffer.
+    @inlinable public func withSigningMessage<R>(_ use: (UnsafeRawBufferPointer) -> R) -> R {
+        Redeem.withSigningMessage(networkId: networkId, key: key, spender: spender, use)
     }
 
     public var signingMessage: [UInt8] { Redeem.signingMessage(networkId: networkId, key: key, spender: spender) }

@@ -127,14 +127,17 @@ public struct LedgerRules: Sendable {
         guard body.inputs.count <= limits.maxInputs else { throw .tooManyInputs(count: body.inputs.count, limit: limits.maxInputs) }
         guard !body.outputs.isEmpty else { throw .noOutputs }
         guard body.outputs.count <= limits.maxOutputs else { throw .tooManyOutputs(count: body.outputs.count, limit: limits.maxOutputs) }
-        var seen = Set<InputRef>(minimumCapacity: body.inputs.count)
-        for input in body.inputs where !seen.insert(input).inserted { throw .duplicateInput(input) }
+        // Pairwise over at most `maxInputs`: no set allocated per check.
+        for (i, input) in body.inputs.enumerated() where body.inputs[..<i].contains(input) { throw .duplicateInput(input) }
         for (i, output) in body.outputs.enumerated() where output.amount == 0 || output.amount > Ledger.maxSupply {
             throw .amountOutOfRange(what: "output \(i)", amount: output.amount)
         }
         guard body.fee <= Ledger.maxSupply else { throw .amountOutOfRange(what: "fee", amount: body.fee) }
         if verifyPayer {
-            guard verifier.isValid(payment.signature, of: payment.signingMessage, by: body.payer) else {
+            let signed = Payment.withSigningMessage(networkId: body.networkId, key: payment.key) {
+                verifier.isValid(payment.signature, ofBytes: $0, by: body.payer)
+            }
+            guard signed else {
                 throw .badPayerSignature
             }
         }
@@ -177,7 +180,7 @@ public struct LedgerRules: Sendable {
         guard redeem.networkId == networkId else { throw .wrongNetwork(expected: networkId, actual: redeem.networkId) }
         let output = try spentOutput(redeem.input) { $0 == parent.key ? parent : nil }
         guard output.owner == redeem.owner else { throw .notOwner(redeem.input) }
-        guard verifier.isValid(redeem.signature, of: redeem.signingMessage, by: redeem.owner) else {
+        guard redeem.withSigningMessage({ verifier.isValid(redeem.signature, ofBytes: $0, by: redeem.owner) }) else {
             throw .badRedeemSignature
         }
     }

@@ -96,10 +96,19 @@ public struct VoteStatement: Hashable, Sendable {
     }
 
     /// The bytes a replica signs: `len ‖ "qc/vote" ‖ statement`.
-    public var signingMessage: [UInt8] {
-        var w = ByteWriter(tag: .vote, capacity: VoteStatement.encodedSize)
-        encode(into: &w)
-        return w.bytes
+    public var signingMessage: [UInt8] { withSigningMessage { Array($0) } }
+
+    /// `signingMessage` in a stack buffer, handed to `use` (what voting and checks use).
+    public func withSigningMessage<R>(_ use: (UnsafeRawBufferPointer) -> R) -> R {
+        let b = box
+        return ByteWriter.withFixed(tag: .vote, bodyBytes: VoteStatement.encodedSize, { w in
+            w.append(b.networkId)
+            w.append(b.epoch)
+            w.append(b.group.raw)
+            w.append(b.type.rawValue)
+            w.append(b.key)
+            w.append(b.valueHash)
+        }, use)
     }
 }
 

@@ -18,9 +18,19 @@ public final class CryptoMeter: SignatureVerifier {
         return inner.isValid(signature, of: message, by: key)
     }
 
+    public func isValid(_ signature: Signature, ofBytes message: UnsafeRawBufferPointer, by key: PublicKey) -> Bool {
+        verifies += 1
+        return inner.isValid(signature, ofBytes: message, by: key)
+    }
+
     public func sign(_ message: [UInt8], with signer: any Signer) -> Signature {
         signs += 1
         return signer.sign(message)
+    }
+
+    public func sign(bytes message: UnsafeRawBufferPointer, with signer: any Signer) -> Signature {
+        signs += 1
+        return signer.sign(bytes: message)
     }
 
     /// Counts `count` checks whose result is already known (a certificate whose signatures this
@@ -162,7 +172,7 @@ public final class ProtocolContext {
     /// Checks one vote: the signer is a member of `group` and its signature verifies.
     public func verify(_ vote: Vote, on statement: VoteStatement, group: Group, meter: CryptoMeter) throws(CertificateError) {
         guard group.contains(vote.replica), Int(vote.replica) < replicaKeys.count else { throw .nonMember(vote.replica) }
-        guard meter.isValid(vote.signature, of: statement.signingMessage, by: replicaKeys[Int(vote.replica)]) else {
+        guard statement.withSigningMessage({ meter.isValid(vote.signature, ofBytes: $0, by: replicaKeys[Int(vote.replica)]) }) else {
             throw .badSignature(vote.replica)
         }
     }
@@ -195,10 +205,13 @@ public final class ProtocolContext {
             meter.charge(verifications: votes.count)
             return
         }
-        let message = s.signingMessage
-        for vote in votes where !meter.isValid(vote.signature, of: message, by: replicaKeys[Int(vote.replica)]) {
-            throw .badSignature(vote.replica)
+        let bad: ReplicaID? = s.withSigningMessage { message in
+            for vote in votes where !meter.isValid(vote.signature, ofBytes: message, by: replicaKeys[Int(vote.replica)]) {
+                return vote.replica
+            }
+            return nil
         }
+        if let bad { throw .badSignature(bad) }
         if shared { certificate.signaturesValidIn = serial }
     }
 
@@ -240,7 +253,7 @@ public final class ProtocolContext {
                   case let .certificate(c) = spender.proof, c.statement.type == .batch else { throw .batchMismatch }
             do { try verify(spender, meter: meter, verified: &verified) } catch { throw .certificate(error) }
             guard redeem.networkId == networkId,
-                  meter.isValid(redeem.signature, of: redeem.signingMessage, by: redeem.owner) else {
+                  redeem.withSigningMessage({ meter.isValid(redeem.signature, ofBytes: $0, by: redeem.owner) }) else {
                 throw .ledger(.badRedeemSignature)
             }
         }

@@ -308,7 +308,8 @@ public struct Replica {
         if let (cached, sig) = signatures[key], cached == statement {
             signature = sig
         } else {
-            signature = meter.sign(statement.signingMessage, with: signer)
+            let signer = signer, meter = meter
+            signature = statement.withSigningMessage { meter.sign(bytes: $0, with: signer) }
             signatures[key] = (statement, signature)
         }
         out.send(.vote(statement, Vote(replica: id, signature: signature)), to: sender)

@@ -107,6 +107,15 @@ let rfc8032: [(seed: String, publicKey: String, message: String, signature: Stri
         #expect(a2.publicKey == a.publicKey)
         #expect(!scheme.isValid(a2.sign(message), of: message, by: a.publicKey))
         #expect(a.sign(message) == signature)
+        // In-place bytes and arrays sign and check alike, in both schemes.
+        let ed = Ed25519KeyPair(seed: Bytes32(word: 3)), edVerifier = Ed25519Verifier()
+        message.withUnsafeBytes { raw in
+            #expect(a.sign(bytes: raw) == signature && scheme.isValid(signature, ofBytes: raw, by: a.publicKey))
+            #expect(!scheme.isValid(signature, ofBytes: raw, by: b.publicKey))
+            #expect(ed.sign(bytes: raw) == ed.sign(message))
+            #expect(edVerifier.isValid(ed.sign(message), ofBytes: raw, by: ed.publicKey))
+            #expect(!edVerifier.isValid(ed.sign([9]), ofBytes: raw, by: ed.publicKey))
+        }
     }
 }
 

@@ -322,6 +322,27 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
     }
 }
 
+@Suite struct SigningMessageTests {
+    /// The fixed-size writers build exactly what `ByteWriter` builds (the signed bytes of the
+    /// README's "Design notes").
+    @Test func fixedWritersMatchByteWriter() {
+        let key = Digest(word: 0x1122_3344_5566_7788), other = Digest(word: 0x99aa_bbcc_ddee_ff00)
+        for type in RecordType.allCases {
+            let s = VoteStatement(networkId: 0xdead_beef, epoch: 7, group: GroupID(raw: 0x0102_0304_0506_0708),
+                                  type: type, key: key, valueHash: other)
+            var w = ByteWriter(tag: .vote, capacity: VoteStatement.encodedSize)
+            s.encode(into: &w)
+            #expect(s.signingMessage == w.bytes && w.bytes.count == 1 + 7 + 81)
+        }
+        var p = ByteWriter(tag: .paymentSignature)
+        p.append(UInt32(42)); p.append(key)
+        #expect(Payment.signingMessage(networkId: 42, key: key) == p.bytes)
+        var r = ByteWriter(tag: .redeemSignature)
+        r.append(UInt32(42)); r.append(key); r.append(other)
+        #expect(Redeem.signingMessage(networkId: 42, key: key, spender: other) == r.bytes)
+    }
+}
+
 final class CountingVerifier: SignatureVerifier {
     let inner: SignatureVerifier
     var calls = 0
