@@ -161,7 +161,9 @@ public struct Certificate: Hashable, @unchecked Sendable {
     }
 
     public var statement: VoteStatement {
-        get { storage.header.statement }
+        // Through the header pointer: `ManagedBuffer.header` is a class property, and each read
+        // of it paid a dynamic exclusivity check (swift_beginAccess) on every vote iterated.
+        get { storage.withUnsafeMutablePointerToHeader { $0.pointee.statement } }
         set { storage = .make(newValue, voteList) }
     }
 
@@ -185,7 +187,7 @@ public struct Certificate: Hashable, @unchecked Sendable {
     public struct VoteList: RandomAccessCollection, @unchecked Sendable {
         let storage: Storage
         public var startIndex: Int { 0 }
-        public var endIndex: Int { storage.header.count }
+        public var endIndex: Int { storage.withUnsafeMutablePointerToHeader { $0.pointee.count } }
         public subscript(position: Int) -> Vote {
             precondition(position >= 0 && position < endIndex, "vote index out of range")
             return storage.withUnsafeMutablePointerToElements { $0[position] }
