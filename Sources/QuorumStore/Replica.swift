@@ -76,7 +76,7 @@ public struct Replica {
     /// Our own vote signatures, so a re-sent Prepare gets the same vote without signing again.
     private var signatures: [Digest: (VoteStatement, Signature)] = [:]
     /// Per group peer: keys of stored records not yet acknowledged by that peer, oldest first.
-    private var repairQueues: [ReplicaID: [Digest]] = [:]
+    private var repairQueues = RepairQueues()
     /// Per group peer: the outstanding offer (sequence number and how many keys it covered).
     private var repairOffers: [ReplicaID: (sequence: UInt64, count: Int)] = [:]
     private var repairSequence: UInt64 = 0
@@ -169,7 +169,7 @@ public struct Replica {
     public mutating func timerFired(token: UInt64, now: UInt64, into out: inout Outbox) {
         guard token == Replica.repairTimer else { return }
         repairTimerArmed = false
-        for peer in repairQueues.keys.sorted() {
+        for peer in repairQueues.peers {
             guard let queue = repairQueues[peer], !queue.isEmpty else { continue }
             let batch = Array(queue.prefix(settings.repairBatch))
             repairSequence &+= 1
@@ -364,13 +364,13 @@ public struct Replica {
 
     private mutating func enqueueRepair(_ key: Digest, group: Group, now: UInt64, into out: inout Outbox) {
         guard settings.repairInterval > 0 else { return }
-        for peer in group.members where peer != id { repairQueues[peer, default: []].append(key) }
+        for peer in group.members where peer != id { repairQueues.append(key, for: peer) }
         armRepairTimer(now: now, into: &out)
     }
 
     private mutating func armRepairTimer(now: UInt64, into out: inout Outbox) {
         guard !repairTimerArmed, settings.repairInterval > 0,
-              repairQueues.values.contains(where: { !$0.isEmpty }) else { return }
+              repairQueues.total > 0 else { return }
         repairTimerArmed = true
         out.setTimer(at: now &+ settings.repairInterval, token: Replica.repairTimer)
     }
@@ -381,7 +381,7 @@ public struct Replica {
               let queued = repairQueues[peer]?.count else { return }
         let offered = Set(repairQueues[peer]?.prefix(offer.count) ?? [])
         // In place: a copy of the queue held here would make removeFirst copy it.
-        repairQueues[peer, default: []].removeFirst(min(offer.count, queued))
+        repairQueues.removeFirst(min(offer.count, queued), for: peer)
         repairOffers[peer] = nil
         let records = missing.prefix(offer.count).filter(offered.contains).compactMap { durable.store[$0] }
         var start = 0
@@ -402,8 +402,7 @@ public struct Replica {
             row("locks", durable.locks), row("voted", durable.voted),
             row("signatures", signatures), row("verifiedRedeems", verifiedRedeems),
             ("verifiedPayments", verifiedPayments.count, verifiedPayments.capacity, MemoryLayout<Digest>.stride),
-            ("repairQueues (keys)", repairQueues.values.reduce(0) { $0 + $1.count },
-             repairQueues.values.reduce(0) { $0 + $1.capacity }, MemoryLayout<Digest>.stride),
+            ("repairQueues (keys)", repairQueues.sizes.count, repairQueues.sizes.capacity, MemoryLayout<Digest>.stride),
         ]
     }
 

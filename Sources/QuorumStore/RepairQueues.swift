@@ -1,0 +1,50 @@
+import QuorumCrypto
+
+/// Per group peer: keys of stored records not yet acknowledged by that peer, oldest first.
+/// Peers are kept sorted in a small array (a replica has n − 1 peers in each group it serves),
+/// so storing a record appends to each peer's queue without hashing replica ids, and a repair
+/// round visits peers in ascending order. A peer stays listed once it has had a queue.
+struct RepairQueues {
+    private(set) var peers: [ReplicaID] = []
+    private var queues: [[Digest]] = []
+    /// Keys queued over all peers.
+    private(set) var total = 0
+
+    private func position(of peer: ReplicaID) -> (index: Int, found: Bool) {
+        var lo = 0, hi = peers.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if peers[mid] < peer { lo = mid + 1 } else { hi = mid }
+        }
+        return (lo, lo < peers.count && peers[lo] == peer)
+    }
+
+    /// `peer`'s queue, or nil if it never had one.
+    subscript(peer: ReplicaID) -> [Digest]? {
+        let (i, found) = position(of: peer)
+        return found ? queues[i] : nil
+    }
+
+    mutating func append(_ key: Digest, for peer: ReplicaID) {
+        let (i, found) = position(of: peer)
+        if found {
+            queues[i].append(key)
+        } else {
+            peers.insert(peer, at: i)
+            queues.insert([key], at: i)
+        }
+        total += 1
+    }
+
+    /// Drops the `count` oldest keys of `peer`'s queue (in place).
+    mutating func removeFirst(_ count: Int, for peer: ReplicaID) {
+        let (i, found) = position(of: peer)
+        guard found else { return }
+        let n = min(count, queues[i].count)
+        queues[i].removeFirst(n)
+        total -= n
+    }
+
+    /// Keys and key capacity over all queues (for the memory breakdown).
+    var sizes: (count: Int, capacity: Int) { (total, queues.reduce(0) { $0 + $1.capacity }) }
+}
