@@ -56,7 +56,7 @@ public enum ValidationError: Error, Equatable, Sendable, CustomStringConvertible
 /// Overflow-checked sums of untrusted amounts: never `+` on values from the network.
 public enum Amounts {
     /// Σ `values`, or nil if any partial sum exceeds `Ledger.maxSupply`.
-    public static func checkedSum<S: Sequence>(_ values: S) -> UInt64? where S.Element == UInt64 {
+    @inlinable public static func checkedSum<S: Sequence>(_ values: S) -> UInt64? where S.Element == UInt64 {
         var total: UInt64 = 0
         for v in values {
             let (sum, overflow) = total.addingReportingOverflow(v)
@@ -64,6 +64,13 @@ public enum Amounts {
             total = sum
         }
         return total
+    }
+
+    /// `a + b`, or nil if it overflows or exceeds `Ledger.maxSupply` (`checkedSum([a, b])`).
+    @inlinable public static func checkedSum(_ a: UInt64, _ b: UInt64) -> UInt64? {
+        guard a <= Ledger.maxSupply else { return nil }
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow || sum > Ledger.maxSupply ? nil : sum
     }
 }
 
@@ -148,16 +155,19 @@ public struct LedgerRules: Sendable {
     /// a key (nil if absent or uncertified).
     public func checkBalance(_ payment: Payment, parent: (Digest) -> Payment?) throws(ValidationError) {
         let body = payment.body
-        var inputAmounts = [UInt64]()
-        inputAmounts.reserveCapacity(body.inputs.count)
+        // Running checked sums (as `Amounts.checkedSum`), no arrays: every input is checked
+        // before an overflow of their sum is reported, as before.
+        var totalIn: UInt64? = 0
         for input in body.inputs {
             let output = try spentOutput(input, parent: parent)
             guard output.owner == body.payer else { throw .notOwner(input) }
-            inputAmounts.append(output.amount)
+            totalIn = totalIn.flatMap { Amounts.checkedSum($0, output.amount) }
         }
-        guard let totalIn = Amounts.checkedSum(inputAmounts) else { throw .sumOverflow(what: "inputs") }
-        guard let totalOut = Amounts.checkedSum(body.outputs.lazy.map(\.amount)) else { throw .sumOverflow(what: "outputs") }
-        guard let outPlusFee = Amounts.checkedSum([totalOut, body.fee]) else { throw .sumOverflow(what: "outputs + fee") }
+        guard let totalIn else { throw .sumOverflow(what: "inputs") }
+        var sumOut: UInt64? = 0
+        for output in body.outputs { sumOut = sumOut.flatMap { Amounts.checkedSum($0, output.amount) } }
+        guard let totalOut = sumOut else { throw .sumOverflow(what: "outputs") }
+        guard let outPlusFee = Amounts.checkedSum(totalOut, body.fee) else { throw .sumOverflow(what: "outputs + fee") }
         guard totalIn == outPlusFee else { throw .unbalanced(inputs: totalIn, outputs: totalOut, fee: body.fee) }
     }
 
