@@ -50,14 +50,12 @@ public enum Blake2b {
     }
 
     /// Keyed BLAKE2b-256 (a MAC) of `data` under a 32-byte key.
-    public static func keyed(_ key: Bytes32, _ data: [UInt8]) -> Digest {
+    public static func keyed(_ key: Bytes32, _ data: UnsafeRawBufferPointer) -> Digest {
         Sodium.ensureReady()
         var out = Digest.zero
         withUnsafeMutableBytes(of: &out.storage) { o in
             key.withUnsafeBytes { k in
-                data.withUnsafeBufferPointer { d in
-                    _ = crypto_generichash(o.mutableBytePointer, 32, d.baseAddress, UInt64(d.count), k.bytePointer, 32)
-                }
+                _ = crypto_generichash(o.mutableBytePointer, 32, data.bytePointer, UInt64(data.count), k.bytePointer, 32)
             }
         }
         return out

@@ -1,5 +1,3 @@
-import CSodium
-
 /// A cheap signature scheme for very large runs (`crypto: modelled`): a signature is a keyed
 /// BLAKE2b-256 MAC of `publicKey ‖ message` under the run's secret MAC key. It is unforgeable
 /// inside the simulation — the key lives only in the run's `ModelledVerifier` and the key pairs it
@@ -48,27 +46,18 @@ public final class ModelledVerifier: SignatureVerifier, @unchecked Sendable {
         signature.s == .zero && mac(publicKey, message) == signature.r
     }
 
-    /// Keyed BLAKE2b-256 of `publicKey ‖ message` (libsodium's `crypto_generichash`, streamed so
-    /// nothing is copied).
     /// Keyed BLAKE2b-256 of `publicKey ‖ message` (libsodium's one-shot `crypto_generichash`),
     /// with the input assembled in a temporary buffer (on the stack for every protocol message;
     /// an aligned streaming state here went through `posix_memalign` on every check).
     func mac(_ publicKey: PublicKey, _ message: UnsafeRawBufferPointer) -> Bytes32 {
-        Sodium.ensureReady()
-        var out = Bytes32.zero
         let count = 32 + message.count
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { input in
-            guard let base = input.baseAddress else { return }
+        return withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { input in
+            guard let base = input.baseAddress else { return Blake2b.keyed(key, UnsafeRawBufferPointer(input)) }
             publicKey.raw.withUnsafeBytes { p in
-                if let from = p.baseAddress { base.initialize(from: from.assumingMemoryBound(to: UInt8.self), count: 32) }
+                if let from = p.baseAddress { base.copyMemory(from: from, byteCount: 32) }
             }
-            if let from = message.baseAddress { UnsafeMutableRawPointer(base + 32).copyMemory(from: from, byteCount: message.count) }
-            withUnsafeMutableBytes(of: &out.storage) { o in
-                key.withUnsafeBytes { k in
-                    _ = crypto_generichash(o.mutableBytePointer, 32, base, UInt64(count), k.bytePointer, 32)
-                }
-            }
+            if let from = message.baseAddress { (base + 32).copyMemory(from: from, byteCount: message.count) }
+            return Blake2b.keyed(key, UnsafeRawBufferPointer(start: base, count: count))
         }
-        return out
     }
 }
