@@ -26,8 +26,18 @@ public enum DecodingError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// Where canonical big-endian fields are written: a growing `ByteWriter` or a fixed-size
+/// `FixedWriter`, so one encoding function serves the wire and the signing messages.
+public protocol ByteSink {
+    mutating func append(_ v: UInt8)
+    mutating func append(_ v: UInt16)
+    mutating func append(_ v: UInt32)
+    mutating func append(_ v: UInt64)
+    mutating func append(_ v: Bytes32)
+}
+
 /// Appends canonical big-endian encodings.
-public struct ByteWriter: Sendable {
+public struct ByteWriter: ByteSink, Sendable {
     public private(set) var bytes: [UInt8]
 
     public init(capacity: Int = 64) {
@@ -85,7 +95,7 @@ extension ByteWriter {
 
 /// Writes big-endian fields into a fixed-capacity buffer (see `ByteWriter.withFixed`). Writing past
 /// the capacity is a programming error in the caller's declared size, never reachable from input.
-public struct FixedWriter {
+public struct FixedWriter: ByteSink {
     @usableFromInline let base: UnsafeMutableRawPointer
     @usableFromInline let capacity: Int
     public private(set) var offset = 0

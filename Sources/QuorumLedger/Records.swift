@@ -178,6 +178,11 @@ public final class Payment: Hashable, Sendable, CustomStringConvertible {
 
     public var signingMessage: [UInt8] { Payment.signingMessage(networkId: body.networkId, key: key) }
 
+    /// `signingMessage` in a stack buffer.
+    @inlinable public func withSigningMessage<R>(_ use: (UnsafeRawBufferPointer) -> R) -> R {
+        Payment.withSigningMessage(networkId: body.networkId, key: key, use)
+    }
+
     public var payer: PublicKey { body.payer }
     public var inputs: [InputRef] { body.inputs }
     public var outputs: [Output] { body.outputs }

@@ -141,10 +141,7 @@ public struct LedgerRules: Sendable {
         }
         guard body.fee <= Ledger.maxSupply else { throw .amountOutOfRange(what: "fee", amount: body.fee) }
         if verifyPayer {
-            let signed = Payment.withSigningMessage(networkId: body.networkId, key: payment.key) {
-                verifier.isValid(payment.signature, ofBytes: $0, by: body.payer)
-            }
-            guard signed else {
+            guard payment.withSigningMessage({ verifier.isValid(payment.signature, ofBytes: $0, by: body.payer) }) else {
                 throw .badPayerSignature
             }
         }

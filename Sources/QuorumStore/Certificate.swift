@@ -75,7 +75,7 @@ public struct VoteStatement: Hashable, Sendable {
 
     public static let encodedSize = 4 + 4 + 8 + 1 + 32 + 32
 
-    public func encode(into w: inout ByteWriter) {
+    public func encode<W: ByteSink>(into w: inout W) {
         w.append(networkId)
         w.append(epoch)
         w.append(group.raw)
@@ -100,15 +100,7 @@ public struct VoteStatement: Hashable, Sendable {
 
     /// `signingMessage` in a stack buffer, handed to `use` (what voting and checks use).
     public func withSigningMessage<R>(_ use: (UnsafeRawBufferPointer) -> R) -> R {
-        let b = box
-        return ByteWriter.withFixed(tag: .vote, bodyBytes: VoteStatement.encodedSize, { w in
-            w.append(b.networkId)
-            w.append(b.epoch)
-            w.append(b.group.raw)
-            w.append(b.type.rawValue)
-            w.append(b.key)
-            w.append(b.valueHash)
-        }, use)
+        ByteWriter.withFixed(tag: .vote, bodyBytes: VoteStatement.encodedSize, { encode(into: &$0) }, use)
     }
 }
 
