@@ -60,7 +60,7 @@ public final class Simulator {
     var faults: FaultLayer
     /// Some principal mounts attacks: keep what attacks reuse (last message sent, last payment
     /// committed) for the attackers.
-    var recordsAttackState = false
+    var recordsAttackState: Bool { !faults.attackers.isEmpty }
     var checker: InvariantChecker
     /// Payments a payer re-drove after recovering with its log (L5).
     var recovered: [Digest] = []
@@ -160,7 +160,6 @@ public final class Simulator {
         } else {
             faults = try FaultLayer(settings: scenario.faults, topology: topology, principalGroups: shardOf, seed: seed)
         }
-        recordsAttackState = !faults.attackers.isEmpty
         if traceEvery > 0 { trace = TraceDigest(every: traceEvery) }
         if case let .zipf(s) = w.recipients {
             var total = 0.0
