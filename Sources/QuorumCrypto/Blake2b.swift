@@ -49,18 +49,6 @@ public enum Blake2b {
         return out
     }
 
-    /// Keyed BLAKE2b-256 (a MAC) of `data` under a 32-byte key.
-    public static func keyed(_ key: Bytes32, _ data: UnsafeRawBufferPointer) -> Digest {
-        Sodium.ensureReady()
-        var out = Digest.zero
-        withUnsafeMutableBytes(of: &out.storage) { o in
-            key.withUnsafeBytes { k in
-                _ = crypto_generichash(o.mutableBytePointer, 32, data.bytePointer, UInt64(data.count), k.bytePointer, 32)
-            }
-        }
-        return out
-    }
-
     /// `BLAKE2b-256(len(tag) ‖ tag ‖ data)`.
     public static func hash(_ tag: DomainTag, _ data: [UInt8]) -> Digest {
         var writer = ByteWriter(tag: tag, capacity: data.count)

@@ -167,8 +167,8 @@ public struct Scenario: Sendable, Equatable {
     public enum CryptoMode: String, Sendable, Equatable, CaseIterable {
         /// Real Ed25519 and BLAKE2b through libsodium.
         case real
-        /// Keyed-BLAKE2b signatures checked by the run's key registry: unforgeable inside the
-        /// simulation, ~100× cheaper in wall time; simulated CPU is still charged at Ed25519 rates.
+        /// SipHash-2-4 MACs of public key ‖ message under the run's MAC key: unforgeable inside
+        /// the simulation, ~100× cheaper in wall time; simulated CPU is still charged at Ed25519 rates.
         case modelled
     }
 

@@ -89,7 +89,7 @@ let rfc8032: [(seed: String, publicKey: String, message: String, signature: Stri
 @Suite struct ModelledSignatureTests {
     /// Only the key pair of `pk` signs as `pk`; the message, the key, the unused half and the
     /// run's MAC key all matter; public keys depend on the seed alone.
-    @Test func signaturesBindKeyMessageAndRun() {
+    @Test func signaturesBindKeyMessageAndRun() throws {
         let scheme = ModelledVerifier(key: Bytes32(word: 7))
         let other = ModelledVerifier(key: Bytes32(word: 8))
         let a = scheme.keyPair(seed: Bytes32(word: 1)), b = scheme.keyPair(seed: Bytes32(word: 2))
@@ -102,6 +102,11 @@ let rfc8032: [(seed: String, publicKey: String, message: String, signature: Stri
         #expect(!scheme.isValid(b.sign(message), of: message, by: a.publicKey))
         #expect(!scheme.isValid(Signature(r: signature.r, s: Bytes32(word: 1)), of: message, by: a.publicKey))
         #expect(!scheme.isValid(Signature(r: .zero, s: .zero), of: message, by: a.publicKey))
+        // The MAC is r's first half; the second half must stay zero.
+        var widened = signature
+        widened.r = try Bytes32(Array(signature.r.bytes[0..<16]) + [UInt8](repeating: 0, count: 15) + [1])
+        #expect(!scheme.isValid(widened, of: message, by: a.publicKey))
+        #expect(signature.r.bytes[16...].allSatisfy { $0 == 0 } && signature.r != .zero)
         // Another run's scheme: same public key from the same seed, but its signatures do not carry over.
         let a2 = other.keyPair(seed: Bytes32(word: 1))
         #expect(a2.publicKey == a.publicKey)
@@ -116,6 +121,18 @@ let rfc8032: [(seed: String, publicKey: String, message: String, signature: Stri
             #expect(edVerifier.isValid(ed.sign(message), ofBytes: raw, by: ed.publicKey))
             #expect(!edVerifier.isValid(ed.sign([9]), ofBytes: raw, by: ed.publicKey))
         }
+    }
+}
+
+@Suite struct SipHashTests {
+    /// The SipHash reference's 128-bit vectors (key 00…0f, message 00…len−1), lengths 0 and 1;
+    /// the MAC fills the first 16 bytes and leaves the rest zero.
+    @Test func referenceVectors() throws {
+        let key = SipHash128.Key(try Bytes32((0..<16).map(UInt8.init) + [UInt8](repeating: 0, count: 16)))
+        let empty = [UInt8]().withUnsafeBytes { SipHash128.mac(key, $0) }
+        let one = [UInt8(0)].withUnsafeBytes { SipHash128.mac(key, $0) }
+        #expect(empty.hex == "a3817f04ba25a8e66df67214c7550293" + String(repeating: "0", count: 32))
+        #expect(one.hex == "da87c1d86b99af44347659119b22fc45" + String(repeating: "0", count: 32))
     }
 }
 
