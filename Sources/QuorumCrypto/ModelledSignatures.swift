@@ -1,19 +1,19 @@
 /// A cheap signature scheme for very large runs (`crypto: modelled`): a signature is a SipHash-2-4
 /// 128-bit MAC of `publicKey ‖ message` under the run's secret MAC key, in the first half of `r`
-/// (the other 48 bytes zero, and checked to be). It is unforgeable
-/// inside the simulation — the key lives only in the run's `ModelledVerifier` and the key pairs it
-/// issued, and a key pair signs only as its own public key, so producing a signature for `pk`
-/// takes the key pair of `pk` (that is, its seed), exactly as with Ed25519 — at a few hundred
-/// instructions instead of Ed25519's tens of thousands (a keyed BLAKE2b, this scheme's first MAC,
-/// spent three compressions on a vote: 16 % of a scale run's instructions). Checking needs no per-key lookup (a run has 100,000 principals: a registry
-/// of their secrets was a hash-table miss on every check). The protocol code is the same; only the
+/// (the other 48 bytes zero, and checked to be). It is unforgeable inside the simulation — the
+/// key lives only in the run's `ModelledVerifier` and the key pairs it issued, and a key pair
+/// signs only as its own public key, so producing a signature for `pk` takes the key pair of `pk`
+/// (that is, its seed), exactly as with Ed25519 — at a few hundred instructions instead of
+/// Ed25519's tens of thousands (a keyed BLAKE2b took three compressions per vote: 16 % of a scale
+/// run's instructions). Checking needs no per-key lookup. The protocol code is the same; only the
 /// `Signer` and `SignatureVerifier` change.
 public struct ModelledKeyPair: Signer {
     public let publicKey: PublicKey
     let scheme: ModelledVerifier
 
     /// The key pair derived from `seed` under `scheme`. Its public key is a function of the seed
-    /// alone, as `Ed25519KeyPair(seed:)`'s is (but not an Ed25519 key).
+    /// alone, as `Ed25519KeyPair(seed:)`'s is (but not an Ed25519 key). Two hashes, as when each
+    /// pair had its own MAC secret: one would do, but would change every record key of a modelled run.
     public init(seed: Bytes32, scheme: ModelledVerifier) {
         let secret = Blake2b.hash(.modelledSignature, seed.bytes + [0])
         publicKey = PublicKey(raw: Blake2b.hash(.modelledSignature, secret.bytes + [1]))

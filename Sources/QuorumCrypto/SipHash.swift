@@ -7,7 +7,7 @@ import CSodium
 public enum SipHash128 {
     /// A 16-byte key: the low half of `key`'s bytes, in order.
     public struct Key: Sendable {
-        @usableFromInline let words: (UInt64, UInt64)
+        let words: (UInt64, UInt64)
         public init(_ key: Bytes32) { words = (key.storage.0, key.storage.1) }
     }
 

@@ -81,6 +81,9 @@ struct FaultLayer {
 
     func isFaulty(_ i: Int) -> Bool { i < flags.count && flags[i] }
 
+    /// Whether principal `p` mounts attacks (asked on every send: no hashing when none does).
+    func isAttacker(_ p: Int) -> Bool { !attackers.isEmpty && attackers[p] != nil }
+
     func attacks(of p: Int, at now: UInt64) -> [Scenario.PrincipalAttack] {
         guard offAt == 0 || now < offAt else { return [] }
         return attackers[p] ?? []

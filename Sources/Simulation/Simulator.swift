@@ -58,9 +58,6 @@ public final class Simulator {
     var unfinished = 0
     var trace: TraceDigest?
     var faults: FaultLayer
-    /// Some principal mounts attacks: keep what attacks reuse (last message sent, last payment
-    /// committed) for the attackers.
-    var recordsAttackState: Bool { !faults.attackers.isEmpty }
     var checker: InvariantChecker
     /// Payments a payer re-drove after recovering with its log (L5).
     var recovered: [Digest] = []
@@ -344,7 +341,7 @@ public final class Simulator {
             metrics.messages[message.kindIndex] += 1
             metrics.bytes[message.kindIndex] += size
             // Kept for replay attacks only: a reference per principal otherwise.
-            if recordsAttackState, i >= replicaCount, faults.attackers[i - replicaCount] != nil {
+            if i >= replicaCount, faults.isAttacker(i - replicaCount) {
                 principals[i - replicaCount].lastSent = (to, message)
             }
             guard let (first, second) = network.deliveries(from: node, to: to, size: size, at: done) else { continue }
@@ -457,7 +454,7 @@ public final class Simulator {
                         // Finished when this step's CPU work is done (see `emit`).
                         validatedThisStep.append((records[Int(index)].depth, start))
                     }
-                    if faults.attackers[p] == nil { checker.observeAccepted(principal: p, record: certified, at: now) }
+                    if !faults.isAttacker(p) { checker.observeAccepted(principal: p, record: certified, at: now) }
                     principals[p].wallet.receive(certified.payment, proof: certified.proof)
                     out.send(.ack(key), to: node(ofPrincipal: Int(records[Int(index)].payer)))
                     records[Int(index)].payeesPending -= 1
@@ -507,7 +504,8 @@ public final class Simulator {
                 // An attacker also keeps what its attack payments created (minted coins, change).
                 principals[p].wallet.receive(certified.payment, proof: certified.proof)
                 let parents = principals[p].writers[w].parents
-                if recordsAttackState, faults.attackers[p] != nil { principals[p].lastCommitted = (certified, parents) }
+                // Kept for reuse attacks only.
+                if faults.isAttacker(p) { principals[p].lastCommitted = (certified, parents) }
                 let me = principals[p].wallet.publicKey
                 var payees = [Int]()
                 for output in certified.payment.outputs where output.owner != me {
