@@ -273,7 +273,7 @@ public final class SMRSimulator {
         smr.add("batches", batches.count)
         smr.add("batch_size_p50", quantile(sizes.map { UInt64($0) }, 500) ?? 0)
         smr.add("batch_size_max", sizes.last ?? 0)
-        smr.add("leader_backlog_at_end", cpu[0].inbox.count - cpu[0].head + pending.count)
+        smr.add("leader_backlog_at_end", cpu[0].pending + pending.count)
         return book.report(scenarioHash: scenarioHash, toolVersion: toolVersion, events: events, endTime: endTime,
                            replicas: n, extra: [("smr", smr.text(indent: 1))])
     }

@@ -28,22 +28,34 @@ enum Event {
 struct NodeCPU<M> {
     var busyUntil: UInt64 = 0
     var inbox: [(from: NodeID, message: M, size: Int32)] = []
-    var head = 0
+    /// The next message to process is `inbox[head]`; `count` mirrors `inbox.count`. Both are kept
+    /// here so that asking whether the inbox is empty, which every delivered message does, reads
+    /// this struct's cache line only and not the inbox buffer's header (a cache miss per message
+    /// in a large run, 2 % of its time in perf).
+    private(set) var head: Int32 = 0
+    private var count: Int32 = 0
     var wakeScheduled = false
 
-    var isEmpty: Bool { head == inbox.count }
+    var isEmpty: Bool { head == count }
+    /// Messages waiting.
+    var pending: Int { Int(count - head) }
 
-    mutating func push(_ from: NodeID, _ message: M, _ size: Int32) { inbox.append((from, message, size)) }
+    mutating func push(_ from: NodeID, _ message: M, _ size: Int32) {
+        inbox.append((from, message, size))
+        count += 1
+    }
 
     mutating func pop() -> (from: NodeID, message: M, size: Int32)? {
-        guard head < inbox.count else { return nil }
-        let item = inbox[head]
+        guard head < count else { return nil }
+        let item = inbox[Int(head)]
         head += 1
-        if head == inbox.count {
+        if head == count {
             inbox.removeAll(keepingCapacity: true)
             head = 0
-        } else if head > 1024, head * 2 > inbox.count {
-            inbox.removeFirst(head)
+            count = 0
+        } else if head > 1024, head * 2 > count {
+            inbox.removeFirst(Int(head))
+            count -= head
             head = 0
         }
         return item
@@ -75,9 +87,12 @@ struct PaymentRecord {
 }
 
 struct PrincipalHost {
-    var wallet: Wallet<PaymentProof>
+    // Every vote and ack a payer receives reads `meter` and `writers` and nothing else here:
+    // declared first, they share a cache line (they were 200 bytes apart, one miss each).
+    let meter: CryptoMeter
     typealias WriterSlot = (token: UInt64, writer: Writer, payment: Int32, parents: [CertifiedPayment])
     var writers: [WriterSlot] = []
+    var wallet: Wallet<PaymentProof>
     var reader: Reader
     var nextToken: UInt64 = 1
     /// Requests waiting for a free slot (open loop), by request time.
@@ -100,7 +115,6 @@ struct PrincipalHost {
     var lastSent: (to: NodeID, message: Message)?
     /// Second halves of double spends waiting to start.
     var pendingSpends: [Wallet<PaymentProof>.InFlight] = []
-    let meter: CryptoMeter
 }
 
 /// Counters by time bucket and message kind.
