@@ -33,7 +33,8 @@ let package = Package(
         ),
         .target(name: "QuorumCrypto", dependencies: ["CSodium"], swiftSettings: crossModule),
         // glibc's heap counters (mallinfo2), which Swift's Glibc module does not expose: the
-        // memory breakdown of `quorumsim run --memory-breakdown` and `quorumsim bench`.
+        // memory breakdown of `quorumsim run --memory-breakdown` and `quorumsim bench`; and
+        // the compiler's prefetch hint, which Swift has no spelling for.
         .target(name: "CHeap"),
         .target(name: "QuorumLedger", dependencies: ["QuorumCrypto"], swiftSettings: crossModule),
         .target(name: "QuorumStore", dependencies: ["QuorumCrypto", "QuorumLedger"], swiftSettings: crossModule),

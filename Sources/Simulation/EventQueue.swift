@@ -1,3 +1,5 @@
+import QuorumStore
+
 /// One pending event in the current bucket's heap: its time, its scheduling sequence number and
 /// the index of its payload in the current bucket.
 struct QueueEntry {
@@ -172,6 +174,9 @@ struct SortedRun {
 
     mutating func push(_ e: Entry) { late.push(e) }
 
+    /// The run's `k`-th next entry, ignoring the heap: which event comes soon, for prefetching.
+    func upcoming(_ k: Int) -> Entry? { next + k < run.count ? run[next + k] : nil }
+
     mutating func popMin() -> Entry? {
         guard next < run.count else { return late.popMin() }
         let a = run[next]
@@ -294,6 +299,21 @@ struct EntryHeap {
                 i = parent
             }
             h[i] = item
+        }
+    }
+}
+
+extension EventQueue where Payload == Event {
+    /// The node of the current bucket's `k`-th next event in time order, read in place (without
+    /// popping or copying it); events pushed into the bucket after it was sorted are skipped. A
+    /// hint for prefetching, never for deciding anything.
+    func upcomingNode(_ k: Int) -> NodeID? {
+        guard let entry = current.upcoming(k) else { return nil }
+        switch currentSlots[Int(entry.slot)].payload {
+        case let .deliver(_, to, _, _)?: return to
+        case let .cpuFree(node)?: return node
+        case let .timer(node, _)?: return node
+        default: return nil
         }
     }
 }

