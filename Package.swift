@@ -10,7 +10,17 @@ import PackageDescription
 /// outlined call. −5 % of a scale run's instructions (4.30 G → 4.08 G, callgrind, README). An
 /// unsafe flag: SwiftPM accepts these targets as local-path or branch dependencies, not as
 /// version-pinned ones.
-let crossModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+///
+/// They also count references without atomic instructions: a simulation is one thread per
+/// process (sweeps, swarms and the bench run child processes), and a large run is
+/// memory-latency bound with a retain or release on a cold object at every step, where the
+/// locked compare-and-swap of an atomic count waits for the line. −8 % wall time on a
+/// 250,000-payment run (both builds side by side on the two cores, cores swapped; README).
+/// The price: a release build of these modules must not share objects between threads. A host
+/// that does (a multi-threaded transport, or `swift test -c release`, whose tests run in
+/// parallel) must drop `-assume-single-threaded`; debug builds and `swift test` never use it.
+let singleThreaded = ["-Xfrontend", "-assume-single-threaded"]
+let crossModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"] + singleThreaded, .when(configuration: .release))]
 
 let package = Package(
     name: "QuorumCoin",
@@ -45,8 +55,9 @@ let package = Package(
             // (swift_beginAccess and its thread-local access set: 4% of a scale run in perf).
             // Release builds of this one target skip the runtime check; debug builds and
             // `swift test` keep it, so an overlapping access still fails there. (Only this
-            // target: the protocol libraries keep the check in every build.)
-            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+            // target: the protocol libraries keep the check in every build.) Reference counts
+            // are non-atomic in release builds, as in the protocol libraries (`singleThreaded`).
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"] + singleThreaded, .when(configuration: .release))]
         ),
         .executableTarget(
             name: "quorumsim",
