@@ -68,7 +68,7 @@ extension Simulator {
             launchSigned(body([input], [Output(amount: loot.outputs[0].amount, owner: me.publicKey)]),
                          parents: [CertifiedPayment(payment: loot, proof: .genesis)], redeemSigner: me)
         case .overspend:
-            launchSigned(body([coin.input], [Output(amount: coin.amount &+ 1, owner: principals[(p + 1) % principals.count].wallet.publicKey)]),
+            launchSigned(body([coin.input], [Output(amount: coin.amount &+ 1, owner: principalKeys[(p + 1) % principalKeys.count])]),
                          parents: [coinParent], redeemSigner: me)
         case .overflow:
             let huge = Output(amount: Ledger.maxSupply, owner: me.publicKey)

@@ -37,6 +37,10 @@ public final class Simulator {
     var replicas: [Replica]
     let replicaSigners: [any Signer]
     var principals: [PrincipalHost]
+    /// Principal i's public key at index i. Read from here, not from `principals[i].wallet`:
+    /// that read compiled to a copy of the whole 344-byte slot, retaining every reference in it
+    /// (three per payment, each touching six cold cache lines of a large run).
+    let principalKeys: [PublicKey]
     var cpu: [NodeCPU<Message>]
     var workloadRandom: DeterministicRandom
     var attackRandom: DeterministicRandom
@@ -104,6 +108,7 @@ public final class Simulator {
             principalSigners = principalSeeds.map { scheme.keyPair(seed: $0) }
             baseVerifier = scheme
         }
+        principalKeys = principalSigners.map(\.publicKey)
         let networkId = scenario.protocolSettings.networkId
         let genesisPayments = principalSigners.map { signer in
             Payment.signed(PaymentBody(networkId: networkId, payer: signer.publicKey, inputs: [],
@@ -559,7 +564,7 @@ public final class Simulator {
                 let parents = principals[p].writers[w].parents
                 // Kept for reuse attacks only.
                 if faults.isAttacker(p) { principals[p].lastCommitted = (certified, parents) }
-                let me = principals[p].wallet.publicKey
+                let me = principalKeys[p]
                 var payees = [Int]()
                 for output in certified.payment.outputs where output.owner != me {
                     if let payee = principalIndex[output.owner], !payees.contains(payee) { payees.append(payee) }
@@ -609,7 +614,7 @@ public final class Simulator {
 
     lazy var principalIndex: [PublicKey: Int] = {
         var map = [PublicKey: Int](minimumCapacity: principals.count)
-        for (i, p) in principals.enumerated() { map[p.wallet.publicKey] = i }
+        for (i, key) in principalKeys.enumerated() { map[key] = i }
         return map
     }()
 
@@ -662,7 +667,7 @@ public final class Simulator {
             if q != p, !chosen.contains(q) { chosen.append(q) }
         }
         return chosen.map { q in
-            Output(amount: 1 &+ workloadRandom.uniform(below: max(1, w.maxAmount)), owner: principals[q].wallet.publicKey)
+            Output(amount: 1 &+ workloadRandom.uniform(below: max(1, w.maxAmount)), owner: principalKeys[q])
         }
     }
 
@@ -693,7 +698,7 @@ public final class Simulator {
             index = existing
         } else {
             index = records.count
-            let me = principals[p].wallet.publicKey
+            let me = principalKeys[p]
             var payees = [PublicKey]()
             for o in payment.outputs where o.owner != me && principalIndex[o.owner] != nil && !payees.contains(o.owner) {
                 payees.append(o.owner)
@@ -804,7 +809,7 @@ public final class Simulator {
         let reader = workloadRandom.uniform(below: principals.count)
         guard principals[reader].downUntil <= now else { return }
         let key = records[index].key
-        let payer = principals[Int(records[index].payer)].wallet.publicKey
+        let payer = principalKeys[Int(records[index].payer)]
         out.removeAll()
         let request = principals[reader].reader.read(.payment, key: key, at: context.group(of: payer), now: now, into: &out)
         principals[reader].audits[request] = (key, now)
