@@ -267,9 +267,9 @@ extension Simulator {
     public func ledgerDump() -> String {
         var text = "# quorumcoin ledger v1 network_id=\(context.networkId) epoch=\(context.epoch) n=\(context.quorum.n) f=\(context.quorum.f) W=\(context.quorum.writeQuorum) genesis_supply=\(context.genesis.supply)\n"
         for (i, key) in context.replicaKeys.enumerated() { text += "replica \(i) \(key.raw.hex)\n" }
-        for p in principals {
-            let g = context.group(of: p.wallet.publicKey)
-            text += "group \(p.wallet.publicKey.raw.hex) \(g.id.raw) \(g.members.map(String.init).joined(separator: ","))\n"
+        for key in principalKeys {
+            let g = context.group(of: key)
+            text += "group \(key.raw.hex) \(g.id.raw) \(g.members.map(String.init).joined(separator: ","))\n"
         }
         for g in context.genesis.payments { text += "genesis \(g.key.hex)\n" }
         for record in checker.certifiedRecords {
