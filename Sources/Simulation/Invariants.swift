@@ -262,7 +262,7 @@ final class InvariantChecker {
     struct World {
         /// Replicas counted honest, whose stores S9 and L3 read.
         var honestReplicas: [Int]
-        /// One honest replica's stored records in key order. Asked for one replica at a time:
+        /// One honest replica's stored records, in no particular order. Asked for one replica at a time:
         /// every store at once is ten million records in a million-payment run.
         var storedRecords: (Int) -> [StoredRecord]
         /// Whether an honest replica stores a key (L3).
@@ -384,9 +384,17 @@ final class InvariantChecker {
         // S9: every record an honest replica stores carries a well-formed, valid certificate.
         let checkMeter = CryptoMeter(context.verifier)
         for replica in world.honestReplicas {
+            // In store order (unspecified): whether a record verifies does not depend on the
+            // order (`fresh` only remembers payments that verified), and the one reported is the
+            // smallest bad key, so nothing here needs the store sorted (sorting every replica's
+            // records was 4 % of a run's instructions).
             var fresh = Set<Digest>()
+            var firstBad: Digest?
             for r in world.storedRecords(replica) where (try? context.verify(r, meter: checkMeter, verified: &fresh)) == nil {
-                violate("S9", world.end, "replica \(replica) stores \(r.key) with an invalid certificate", once: "S9\(replica)")
+                if firstBad.map({ r.key < $0 }) ?? true { firstBad = r.key }
+            }
+            if let key = firstBad {
+                violate("S9", world.end, "replica \(replica) stores \(key) with an invalid certificate", once: "S9\(replica)")
             }
         }
         // S11: once a read returned a value, no read started later returns "not found".
