@@ -167,7 +167,7 @@ public struct Scenario: Sendable, Equatable {
     public enum CryptoMode: String, Sendable, Equatable, CaseIterable {
         /// Real Ed25519 and BLAKE2b through libsodium.
         case real
-        /// SipHash-2-4 MACs of public key ‖ message under the run's MAC key: unforgeable inside
+        /// SipHash-1-3 MACs of public key ‖ message under the run's MAC key: unforgeable inside
         /// the simulation, ~100× cheaper in wall time; simulated CPU is still charged at Ed25519 rates.
         case modelled
     }

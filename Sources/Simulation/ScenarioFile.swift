@@ -66,7 +66,7 @@ public enum ScenarioFields {
         ("protocol.repair_ms", "200", "Replica repair round (0: off)."),
         ("protocol.network_id", "1", "Network id bound into every signature."),
         ("protocol.epoch", "1", "Epoch bound into every vote."),
-        ("crypto.mode", "real", "real: Ed25519 from libsodium; modelled: SipHash-2-4 MACs of public key ‖ message under the run's MAC key (for huge runs; CPU still charged at Ed25519 rates)."),
+        ("crypto.mode", "real", "real: Ed25519 from libsodium; modelled: SipHash-1-3 MACs of public key ‖ message under the run's MAC key (for huge runs; CPU still charged at Ed25519 rates)."),
         ("crypto.sign_us", "20", "Simulated CPU per signature (µs; default: measured ≈ 51k signs/s, `quorumsim bench`)."),
         ("crypto.verify_us", "65", "Simulated CPU per verification (µs; default: measured ≈ 15k verifies/s)."),
         ("crypto.byte_ns", "2", "Simulated CPU per message byte handled (ns)."),
