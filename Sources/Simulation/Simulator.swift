@@ -143,16 +143,17 @@ public final class Simulator {
         attackRandom = DeterministicRandom(seed: seed, stream: "attacks")
         let loadGroups = topology.assignment == .partitioned ? topology.groups : replicaCount
         metrics = Metrics(bucket: scenario.outputs.bucket, loadGroups: loadGroups)
-        checker = InvariantChecker(context: context)
+        var expected = 0
         if scenario.workload.payments > 0, w.arrival == .open {
             // Sized once: a regrowing million-entry index holds two copies at its peak. The cap
             // may be far above what the run offers (up to 10⁹): reserve no more than the
             // expected arrivals, with margin.
             let offered = w.rate * Double(scenario.duration) / Double(Time.second) * 1.05 + 1024
-            let expected = min(scenario.workload.payments, offered < 1e9 ? Int(offered) : scenario.workload.payments)
+            expected = min(scenario.workload.payments, offered < 1e9 ? Int(offered) : scenario.workload.payments)
             records.reserveCapacity(expected)
             recordIndex.reserveCapacity(expected)
         }
+        checker = InvariantChecker(context: context, expectedPayments: expected, inputs: w.inputs)
         let shardOf: [Int] = principalSigners.map { topology.assignment == .partitioned ? Int(assignment.group(of: $0.publicKey).id.raw) : 0 }
         if let share = w.crossGroup, topology.assignment == .partitioned, topology.groups > 1 {
             crossShare = share
