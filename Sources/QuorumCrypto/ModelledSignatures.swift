@@ -49,7 +49,7 @@ public final class ModelledVerifier: SignatureVerifier, @unchecked Sendable {
     }
 
     /// SipHash-1-3-128 of `publicKey ‖ message`. It was libsodium's SipHash-2-4 over the two
-    /// joined in a temporary buffer: 10 % of a scale run's instructions, for a tag whose strength
+    /// joined in a temporary buffer: 7.5 % of a scale run's instructions, for a tag whose strength
     /// only has to keep apart the messages a run signs (nothing in the simulation holds the key
     /// but this scheme, so no node can search for a forgery).
     @inline(__always)

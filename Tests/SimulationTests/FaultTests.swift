@@ -121,6 +121,32 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         #expect(fails(sim, world) == ["S9"])
     }
 
+    /// S9 judges each stored record on its own, whatever order the store yields them in: a
+    /// batch-proved redeem whose embedded spender carries a forged certificate fails even when
+    /// the same store also holds that payment with its real certificate, listed first or last.
+    @Test func s9JudgesEachRecordAlone() throws {
+        let (sim, base) = try setUp()
+        var pair: (StoredRecord, StoredRecord)?
+        search: for replica in sim.replicas {
+            let store = replica.durable.store
+            for k in store.keys.sorted() {
+                guard case let .redeem(r)? = store[k], case let .payment(p)? = store[r.redeem.spender] else { continue }
+                let forged = Certificate(statement: sim.context.statement(.batch, key: p.key, valueHash: p.key, group: GroupID(raw: 0)), votes: [])
+                pair = (.payment(p), .redeem(CertifiedRedeem(redeem: r.redeem, proof: .batch(CertifiedPayment(payment: p.payment, proof: .certificate(forged))))))
+                break search
+            }
+        }
+        let (good, bad) = try #require(pair)
+        var world = base
+        world.honestReplicas = [0]
+        world.storedRecords = { _ in [good] }
+        #expect(fails(sim, world).isEmpty)
+        world.storedRecords = { _ in [good, bad] }
+        #expect(fails(sim, world) == ["S9"])
+        world.storedRecords = { _ in [bad, good] }
+        #expect(fails(sim, world) == ["S9"])
+    }
+
     @Test func livenessCheckersFire() throws {
         let (sim, base) = try setUp()
         let key = sim.records[0].key
