@@ -113,6 +113,42 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(popped == reference.count && q.isEmpty)
     }
 
+    /// The queue's bucket blocks are managed by hand: a copy must pop the same events as the
+    /// original, independently of it, and every payload still queued must be released when the
+    /// queue goes (in the current bucket, the ring and the overflow alike).
+    @Test func copiedQueuesPopAloneAndDroppedQueuesReleasePayloads() {
+        final class Token { let id: Int; init(_ id: Int) { self.id = id } }
+        weak var watched: Token?
+        weak var leftInRing: Token?
+        weak var leftInOverflow: Token?
+        do {
+            var a = EventQueue<Token>(reserving: 4)
+            let t = Token(-1)
+            watched = t
+            for i in 0..<300 { a.push(i == 7 ? t : Token(i), at: UInt64(i % 50) * 20_000 + UInt64(i)) }
+            a.push(Token(300), at: 5_000_000_000)  // beyond the ring
+            _ = a.pop()
+            var b = a
+            b.push(Token(301), at: 1_000)
+            var fromA = [UInt64]()
+            while let (time, _) = a.pop() { fromA.append(time) }
+            var fromB = [UInt64]()
+            while let (time, _) = b.pop() { fromB.append(time) }
+            #expect(fromA.count == 300 && fromB.count == 301)
+            #expect(fromA == fromB.filter { $0 != 1_000 })
+            #expect(fromA == fromA.sorted())
+            var c = EventQueue<Token>(reserving: 4)
+            let ring = Token(400), far = Token(401)
+            leftInRing = ring
+            leftInOverflow = far
+            c.push(Token(402), at: 1)
+            c.push(ring, at: 100_000)
+            c.push(far, at: 9_000_000_000)
+            _ = c.pop()
+        }
+        #expect(watched == nil && leftInRing == nil && leftInOverflow == nil)
+    }
+
     @Test func deterministicMathMatchesLibm() {
         for i in 1..<2000 {
             let x = Double(i) * 0.013 - 13
