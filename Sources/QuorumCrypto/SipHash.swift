@@ -1,9 +1,9 @@
 import CSodium
 
 /// SipHash with a 128-bit output: a PRF keyed by 16 bytes, designed as a MAC for short inputs.
-/// `mac(_:_:)` is SipHash-2-4 (libsodium's `crypto_shorthash_siphashx24`); the Swift
-/// `mac(_:prefix:_:compression:finalization:)` below takes the round counts, and the modelled
-/// signature scheme runs it with 1-3. At the 100–200 bytes of a signing message SipHash costs a
+/// `mac(_:_:)` is SipHash-2-4 (libsodium's `crypto_shorthash_siphashx24`), kept as the reference
+/// the tests check the Swift `mac(_:prefix:_:compression:finalization:)` below against; that one
+/// takes the round counts, and the modelled signature scheme runs it with 1-3. At the 100–200 bytes of a signing message SipHash costs a
 /// fraction of a keyed BLAKE2b, which needs a whole compression for its key block before the
 /// first byte of data.
 public enum SipHash128 {

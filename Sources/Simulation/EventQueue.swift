@@ -38,7 +38,7 @@ struct QueueEntry {
 /// changes.
 struct EventQueue<Payload> {
     typealias Entry = QueueEntry
-    typealias Slot = (time: UInt64, payload: Payload?)
+    typealias Slot = SlotBlocks<Payload>.Slot
 
     static var bucketShift: UInt64 { 14 }
     static var ringSize: Int { 1 << 16 }
@@ -237,18 +237,15 @@ final class SlotBlocks<Payload> {
         block = grown
     }
 
-    @inline(__always) func append(_ slot: Slot, toRing i: Int) {
-        reserveOne(&ring[i])
-        let b = ring[i]
-        b.base.unsafelyUnwrapped.advanced(by: Int(b.count)).initialize(to: slot)
-        ring[i].count = b.count &+ 1
+    @inline(__always) private func append(_ slot: Slot, to block: inout Block) {
+        reserveOne(&block)
+        block.base.unsafelyUnwrapped.advanced(by: Int(block.count)).initialize(to: slot)
+        block.count &+= 1
     }
 
-    @inline(__always) func appendCurrent(_ slot: Slot) {
-        reserveOne(&current)
-        current.base.unsafelyUnwrapped.advanced(by: Int(current.count)).initialize(to: slot)
-        current.count &+= 1
-    }
+    @inline(__always) func append(_ slot: Slot, toRing i: Int) { append(slot, to: &ring[i]) }
+
+    @inline(__always) func appendCurrent(_ slot: Slot) { append(slot, to: &current) }
 
     /// The payload at position `i` of the current bucket, moved out (its slot keeps nil).
     @inline(__always) func takeCurrent(_ i: Int) -> Payload? {
