@@ -62,4 +62,22 @@ public enum Blake2b {
         build(&writer)
         return digest(writer.bytes)
     }
+
+    /// Hashes exactly `bodyBytes` bytes that `build` writes, under `tag`, from a stack buffer:
+    /// the same digest as `hash(_:capacity:_:)`, without a heap array per hash (record keys and
+    /// redeem value hashes are computed several times per payment). Writing more than
+    /// `bodyBytes` is a programming error (`FixedWriter` traps); writing fewer hashes what was written.
+    public static func hash(_ tag: DomainTag, bodyBytes: Int, _ build: (inout FixedWriter) -> Void) -> Digest {
+        ByteWriter.withFixed(tag: tag, bodyBytes: bodyBytes, build) { bytes in digest(bytes) }
+    }
+
+    /// Plain BLAKE2b-256 of raw bytes.
+    public static func digest(_ bytes: UnsafeRawBufferPointer) -> Digest {
+        Sodium.ensureReady()
+        var out = Digest.zero
+        withUnsafeMutableBytes(of: &out.storage) { o in
+            _ = crypto_generichash(o.mutableBytePointer, 32, bytes.bytePointer, UInt64(bytes.count), nil, 0)
+        }
+        return out
+    }
 }

@@ -34,6 +34,7 @@ public protocol ByteSink {
     mutating func append(_ v: UInt32)
     mutating func append(_ v: UInt64)
     mutating func append(_ v: Bytes32)
+    mutating func append(_ v: PublicKey)
 }
 
 /// Appends canonical big-endian encodings.

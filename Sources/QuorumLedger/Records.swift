@@ -41,7 +41,7 @@ public struct InputRef: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     /// The key of the redeem record that spends this output: `H("qc/rdm", parentKey ‖ index)`.
     public var redeemKey: Digest {
-        Blake2b.hash(.redeem, capacity: 36) { w in
+        Blake2b.hash(.redeem, bodyBytes: 36) { w in
             w.append(parentKey)
             w.append(index)
         }
@@ -81,7 +81,7 @@ public struct PaymentBody: Hashable, Sendable {
     }
 
     /// version u8 ‖ networkId u32 ‖ payer 32 ‖ n u16 ‖ inputs ‖ m u16 ‖ outputs ‖ fee u64 ‖ nonce u64.
-    public func encode(into w: inout ByteWriter) {
+    public func encode<W: ByteSink>(into w: inout W) {
         w.append(version)
         w.append(networkId)
         w.append(payer)
@@ -130,11 +130,9 @@ public struct PaymentBody: Hashable, Sendable {
                            outputs: outputs, fee: fee, nonce: nonce)
     }
 
-    /// `K = H("qc/pay", body)`.
+    /// `K = H("qc/pay", body)`, hashed from a stack buffer of exactly `encodedSize` bytes.
     public var key: Digest {
-        var w = ByteWriter(tag: .payment, capacity: encodedSize)
-        encode(into: &w)
-        return Blake2b.digest(w.bytes)
+        Blake2b.hash(.payment, bodyBytes: encodedSize) { encode(into: &$0) }
     }
 }
 
@@ -237,15 +235,22 @@ public final class Redeem: Hashable, Sendable, CustomStringConvertible {
     /// a payment's redeem is asked for it about eighteen times on its way through a run.
     public let valueHash: Digest
 
-    public init(version: UInt8 = Ledger.version, networkId: UInt32, input: InputRef, owner: PublicKey,
-                spender: Digest, signature: Signature) {
+    public convenience init(version: UInt8 = Ledger.version, networkId: UInt32, input: InputRef, owner: PublicKey,
+                            spender: Digest, signature: Signature) {
+        self.init(version: version, networkId: networkId, input: input, key: input.redeemKey, owner: owner,
+                  spender: spender, signature: signature)
+    }
+
+    /// `key` must be `input.redeemKey` (callers that just computed it pass it in).
+    private init(version: UInt8, networkId: UInt32, input: InputRef, key: Digest, owner: PublicKey,
+                 spender: Digest, signature: Signature) {
         self.version = version
         self.networkId = networkId
         self.input = input
         self.owner = owner
         self.spender = spender
         self.signature = signature
-        self.key = input.redeemKey
+        self.key = key
         self.valueHash = Redeem.valueHash(spender: spender)
     }
 
@@ -253,7 +258,8 @@ public final class Redeem: Hashable, Sendable, CustomStringConvertible {
     public static func signed(networkId: UInt32, input: InputRef, spender: Digest, by signer: some Signer) -> Redeem {
         let key = input.redeemKey
         let signature = withSigningMessage(networkId: networkId, key: key, spender: spender) { signer.sign(bytes: $0) }
-        return Redeem(networkId: networkId, input: input, owner: signer.publicKey, spender: spender, signature: signature)
+        return Redeem(version: Ledger.version, networkId: networkId, input: input, key: key, owner: signer.publicKey,
+                      spender: spender, signature: signature)
     }
 
     /// What the owner signs: `len ‖ "qc/rsig" ‖ networkId ‖ k ‖ K`.
@@ -279,7 +285,7 @@ public final class Redeem: Hashable, Sendable, CustomStringConvertible {
     public var signingMessage: [UInt8] { Redeem.signingMessage(networkId: networkId, key: key, spender: spender) }
 
     public static func valueHash(spender: Digest) -> Digest {
-        Blake2b.hash(.redeemValue, capacity: 32) { $0.append(spender) }
+        Blake2b.hash(.redeemValue, bodyBytes: 32) { $0.append(spender) }
     }
 
     public func encode(into w: inout ByteWriter) {

@@ -96,7 +96,10 @@ public struct Wallet<Proof: Sendable>: Sendable {
     public mutating func pay(_ payees: [Output], fee: UInt64 = 0, minimumInputs: Int = 1) throws(WalletError) -> InFlight {
         for p in payees where p.amount == 0 || p.amount > Ledger.maxSupply { throw .invalidAmount(p.amount) }
         guard fee <= Ledger.maxSupply else { throw .invalidAmount(fee) }
-        guard let needed = Amounts.checkedSum(payees.map(\.amount) + [fee]) else { throw .invalidAmount(Ledger.maxSupply) }
+        // Σ amounts + fee, checked as one sum (no arrays: one payment per issue).
+        guard let needed = Amounts.checkedSum(payees.lazy.map { $0.amount }).flatMap({ Amounts.checkedSum($0, fee) }) else {
+            throw .invalidAmount(Ledger.maxSupply)
+        }
         var chosen = [Coin]()
         var total: UInt64 = 0
         let wanted = min(max(1, minimumInputs), limits.maxInputs)

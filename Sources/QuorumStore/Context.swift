@@ -61,6 +61,13 @@ public struct CertifiedPayment: Hashable, Sendable {
         self.proof = proof
     }
     public var key: Digest { payment.key }
+
+    /// The payment with `key` among `parents` (the last such, should a Byzantine sender attach
+    /// two copies: equal keys mean equal bodies, so either serves), found by a scan rather than
+    /// a dictionary built per check: a payment has at most `maxInputs` parents.
+    @inlinable public static func parent(_ key: Digest, in parents: [CertifiedPayment]) -> Payment? {
+        parents.last(where: { $0.payment.key == key })?.payment
+    }
 }
 
 /// How a redeem is known to be certified.

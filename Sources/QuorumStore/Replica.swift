@@ -205,7 +205,7 @@ public struct Replica {
         let key = payment.key
         let group = context.group(of: payment.payer)
         guard group.contains(id) else { return reject(.payment, key, .notMember, to: sender, into: &out) }
-        guard checkPayment(payment, parents: parents) != nil, redeems.count == payment.inputs.count else {
+        guard checkPayment(payment, parents: parents), redeems.count == payment.inputs.count else {
             return reject(.payment, key, .invalid, to: sender, into: &out)
         }
         // Each input needs a redeem certificate from G(payer) naming this payment.
@@ -226,14 +226,14 @@ public struct Replica {
         let key = payment.key
         let group = context.group(of: payment.payer)
         guard group.contains(id) else { return reject(.batch, key, .notMember, to: sender, into: &out) }
-        guard let parentMap = checkPayment(payment, parents: parents), redeems.count == payment.inputs.count else {
+        guard checkPayment(payment, parents: parents), redeems.count == payment.inputs.count else {
             return reject(.batch, key, .invalid, to: sender, into: &out)
         }
         var redeemKeys = [Digest]()
         redeemKeys.reserveCapacity(redeems.count)
         for input in payment.inputs {
             guard let redeem = redeems.first(where: { $0.input == input }), redeem.spender == key,
-                  let parent = parentMap[input.parentKey] else {
+                  let parent = CertifiedPayment.parent(input.parentKey, in: parents) else {
                 return reject(.batch, key, .invalid, to: sender, into: &out)
             }
             do { try context.rules.checkRedeem(redeem, parent: parent, verifier: meter) } catch {
@@ -252,17 +252,16 @@ public struct Replica {
         vote(.batch, key: key, valueHash: key, group: group, to: sender, into: &out)
     }
 
-    /// Shape, parents and balance of a payment; returns the verified parents by key.
-    private mutating func checkPayment(_ payment: Payment, parents: [CertifiedPayment]) -> [Digest: Payment]? {
-        do { try context.rules.checkShape(payment, verifier: meter) } catch { return nil }
-        guard parents.count <= context.rules.limits.maxInputs else { return nil }
-        var map = [Digest: Payment](minimumCapacity: parents.count)
+    /// Shape, parents and balance of a payment. On success every parent an input names has been
+    /// verified, so `CertifiedPayment.parent(_:in:)` over `parents` finds only verified ones.
+    private mutating func checkPayment(_ payment: Payment, parents: [CertifiedPayment]) -> Bool {
+        do { try context.rules.checkShape(payment, verifier: meter) } catch { return false }
+        guard parents.count <= context.rules.limits.maxInputs else { return false }
         for parent in parents where payment.inputs.contains(where: { $0.parentKey == parent.payment.key }) {
-            guard verifyParent(parent) else { return nil }
-            map[parent.payment.key] = parent.payment
+            guard verifyParent(parent) else { return false }
         }
-        do { try context.rules.checkBalance(payment) { map[$0] } } catch { return nil }
-        return map
+        do { try context.rules.checkBalance(payment) { CertifiedPayment.parent($0, in: parents) } } catch { return false }
+        return true
     }
 
     /// Checks a parent's proof once, then keeps it: certified records never change, and holding

@@ -48,6 +48,16 @@ public struct Writer {
         var commit: Message?
         var acks: [ReplicaID] = []
 
+        init(type: RecordType, key: Digest, statement: VoteStatement, prepare: Message, quorum: Int) {
+            self.type = type
+            self.key = key
+            self.statement = statement
+            self.prepare = prepare
+            // Room for the W votes a certificate takes, allocated once (grown one by one, an
+            // array of 68-byte votes was reallocated three times per round).
+            votes.reserveCapacity(quorum)
+        }
+
         func answered(_ replica: ReplicaID) -> Bool {
             certificate == nil
                 ? votes.contains(where: { $0.replica == replica }) || refused.contains(replica)
@@ -117,7 +127,7 @@ public struct Writer {
                 guard let parent = parents.first(where: { $0.payment.key == redeem.input.parentKey }) else { continue }
                 let statement = context.statement(.redeem, key: redeem.key, valueHash: redeem.valueHash, group: group.id)
                 rounds.append(Round(type: .redeem, key: redeem.key, statement: statement,
-                                    prepare: .prepareRedeem(redeem, parent: parent)))
+                                    prepare: .prepareRedeem(redeem, parent: parent), quorum: context.quorum.writeQuorum))
             }
             if rounds.isEmpty { startPaymentRound() }
         case .batched:
@@ -135,7 +145,7 @@ public struct Writer {
             ? .prepareBatch(payment, parents: parents, redeems: redeems)
             : .preparePayment(payment, parents: parents, redeems: certifiedRedeems)
         rounds = [Round(type: type, key: key, statement: context.statement(type, key: key, valueHash: key, group: group.id),
-                        prepare: prepare)]
+                        prepare: prepare, quorum: context.quorum.writeQuorum)]
     }
 
     public mutating func receive(_ message: Message, from sender: NodeID, now: UInt64, into out: inout Outbox) {
@@ -183,6 +193,7 @@ public struct Writer {
     private mutating func certify(_ i: Int, into out: inout Outbox) {
         let certificate = Certificate(statement: rounds[i].statement, votes: rounds[i].votes)
         rounds[i].certificate = certificate
+        rounds[i].acks.reserveCapacity(group.members.count)  // one allocation, not one per growth
         let records: [StoredRecord]
         if paymentPhase {
             let certified = CertifiedPayment(payment: payment, proof: .certificate(certificate))

@@ -313,7 +313,8 @@ final class InvariantChecker {
             let before = violations.count
             defer { if violations[before...].contains(where: { $0.invariant != "S2" }) { invalid.insert(key) } }
             if p.inputs.isEmpty { violate("S6", seen, "zero-input payment \(key) certified outside genesis") }
-            var inputAmounts = [UInt64]()
+            // Σ inputs as a running checked sum (nil once it overflows), not an array per payment.
+            var totalIn: UInt64? = 0
             for input in p.inputs {
                 let spent = output(input)
                 if let other = spentBy[spent].map({ paymentList[Int($0)].record.key }), other != key {
@@ -334,10 +335,9 @@ final class InvariantChecker {
                 if claims[RedeemClaim(key: input.redeemKey, spender: key)]?.signed != true {
                     violate("S5", seen, "no redeem signed by the owner names \(key) for input \(input)", once: "S5r\(key)")
                 }
-                inputAmounts.append(output.amount)
+                totalIn = totalIn.flatMap { Amounts.checkedSum($0, output.amount) }
             }
-            let totalIn = Amounts.checkedSum(inputAmounts)
-            let totalOut = Amounts.checkedSum(p.outputs.map(\.amount) + [p.body.fee])
+            let totalOut = Amounts.checkedSum(p.outputs.lazy.map { $0.amount }).flatMap { Amounts.checkedSum($0, p.body.fee) }
             if totalIn == nil || totalOut == nil || totalIn != totalOut || p.outputs.contains(where: { $0.amount == 0 }) {
                 violate("S4", seen, "certified payment \(key) is unbalanced (in \(totalIn.map(String.init) ?? "overflow"), out+fee \(totalOut.map(String.init) ?? "overflow"))")
             }

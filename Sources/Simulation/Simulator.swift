@@ -409,6 +409,9 @@ public final class Simulator {
         }
         for t in out.timers { queue.push(.timer(node: node, token: t.token), at: max(t.at, done)) }
         out.removeAll()
+        // Nearly always empty: `removeAll(keepingCapacity:)` is a generic replaceSubrange call
+        // (~50 instructions), and this runs on every event.
+        guard !validatedThisStep.isEmpty else { return }
         for (depth, start) in validatedThisStep { metrics.recordValidation(depth: depth, ns: done &- start) }
         validatedThisStep.removeAll(keepingCapacity: true)
     }
@@ -714,7 +717,7 @@ public final class Simulator {
                 if let i = recordIndex[parent.key] { depth = max(depth, records[Int(i)].depth) }
             }
             record.depth = depth &+ 1
-            record.value = Amounts.checkedSum(payment.inputs.compactMap { input in
+            record.value = Amounts.checkedSum(payment.inputs.lazy.compactMap { input in
                 parents.first { $0.key == input.parentKey }.flatMap { Int(input.index) < $0.payment.outputs.count ? $0.payment.outputs[Int(input.index)].amount : nil }
             }) ?? 0
             records.append(record)
