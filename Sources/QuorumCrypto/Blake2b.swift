@@ -38,15 +38,7 @@ public struct DomainTag: Sendable, Hashable {
 public enum Blake2b {
     /// Plain BLAKE2b-256 of `data` with no tag (published test vectors use this form).
     public static func digest(_ data: [UInt8]) -> Digest {
-        Sodium.ensureReady()
-        var out = Digest.zero
-        withUnsafeMutableBytes(of: &out.storage) { o in
-            data.withUnsafeBufferPointer { d in
-                _ = crypto_generichash(o.mutableBytePointer, 32,
-                                       d.baseAddress, UInt64(d.count), nil, 0)
-            }
-        }
-        return out
+        data.withUnsafeBytes { digest($0) }
     }
 
     /// `BLAKE2b-256(len(tag) ‖ tag ‖ data)`.
@@ -71,7 +63,7 @@ public enum Blake2b {
         ByteWriter.withFixed(tag: tag, bodyBytes: bodyBytes, build) { bytes in digest(bytes) }
     }
 
-    /// Plain BLAKE2b-256 of raw bytes.
+    /// Plain BLAKE2b-256 of raw bytes (what every hash here ends in).
     public static func digest(_ bytes: UnsafeRawBufferPointer) -> Digest {
         Sodium.ensureReady()
         var out = Digest.zero
