@@ -4,8 +4,8 @@ import QuorumCrypto
 import Simulation
 
 /// `quorumsim bench`: every speed and memory figure of issue 5 beside its target, from a release
-/// build. Figures are medians of repeated runs where a run takes seconds; the scale points run
-/// once each, as child processes, so each has its own peak memory.
+/// build. Figures are medians of repeated runs; the scale points run as child processes, so each
+/// has its own peak memory, in interleaved rounds.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure crypto rates, engine speed, real-crypto overhead, and the scale curve (release build).")
@@ -15,6 +15,9 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Scale-curve points: payments per run of scenarios/scale-1000-groups.yaml (comma-separated).")
     var scalePoints = "125000,250000,500000,1000000"
+
+    @Option(help: "Rounds of the scale curve: every point once per round, each point's median reported (3 rounds take about 20 minutes).")
+    var scaleRepeats = 3
 
     @Flag(help: "Skip the scale curve (it takes minutes).")
     var skipScale = false
@@ -111,31 +114,53 @@ struct Bench: ParsableCommand {
         print(row("per principal", String(format: "%.2f KiB (+25,000 principals: +%.1f MiB)", (morePrincipals - base) * 1024 / 25_000, morePrincipals - base)))
     }
 
-    /// The scale curve: payments 125k → 1M on the 1,000-group scenario, one child run each.
+    /// The scale curve: payments 125k → 1M on the 1,000-group scenario, one child run per point
+    /// and round. Rounds run every point in turn (125k, 250k, …, 1M, then again), so a slow hour of
+    /// the machine lands on every point alike rather than on one; each point's figures are those of
+    /// its median-wall run, and the doubling ratios are ratios of medians.
     private func scaleCurve() throws {
         let points = scalePoints.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        print("\nscale (\(scaleScenario): one run per point)")
-        print("  payments     wall s   peak MiB   time ×prev   payments/s   events/s")
-        var previous: Double?
-        var last: (wall: Double, peak: Double)?
-        var first: (payments: Int, peak: Double)?
-        for payments in points {
-            var s = try loadScenario(path: scaleScenario)
-            s.workload.payments = payments
-            let r = try child(s)
-            let ratio = previous.map { r.wall / $0 }
-            // Foundation on Linux does not pad %@: pad the ratio column by hand.
-            let ratioText = (ratio.map { String(format: "%.2f", $0) } ?? "-").padding(toLength: 12, withPad: " ", startingAt: 0)
-            print(String(format: "  %-12d %-8.1f %-10.0f ", payments, r.wall, r.peakMiB) + ratioText
-                  + String(format: " %-12.0f %.0f", Double(payments) / r.wall, r.eventsPerSecond))
-            if let ratio, ratio > 2.2 { print("    doubling cost \(String(format: "%.2f", ratio))× (target ≤ 2.2×)") }
-            previous = r.wall
-            last = (r.wall, r.peakMiB)
-            if let f = first, payments > f.payments {
-                print(String(format: "    memory per payment since %d: %.2f KiB", f.payments, (r.peakMiB - f.peak) * 1024 / Double(payments - f.payments)))
-            } else {
-                first = (payments, r.peakMiB)
+        guard !points.isEmpty else { throw ValidationError("--scale-points: no payment counts in \"\(scalePoints)\"") }
+        let rounds = max(1, scaleRepeats)
+        var runs = [[ChildRun]](repeating: [], count: points.count)
+        for round in 1...rounds {
+            for (i, payments) in points.enumerated() {
+                var s = try loadScenario(path: scaleScenario)
+                s.workload.payments = payments
+                let r = try child(s)
+                runs[i].append(r)
+                note(String(format: "  scale round %d/%d: %d payments, %.1f s wall (%.1f s user, %.1f s kernel), peak %.0f MiB",
+                            round, rounds, payments, r.wall, r.user, r.system, r.peakMiB))
             }
+        }
+        print("\nscale (\(scaleScenario): \(rounds == 1 ? "one run per point" : "median of \(rounds) interleaved rounds"))")
+        print("  payments     wall s   range s        user+kernel s   peak MiB   time ×prev   payments/s   events/s")
+        var previous: Double?
+        var worstRatio: Double?
+        var first: (payments: Int, peak: Double)?
+        var last: (wall: Double, peak: Double)?
+        for (payments, all) in zip(points, runs) {
+            let r = all.sorted { $0.wall < $1.wall }[all.count / 2]
+            let low = all.map(\.wall).min() ?? r.wall, high = all.map(\.wall).max() ?? r.wall
+            let peak = all.map(\.peakMiB).max() ?? r.peakMiB
+            let ratio = previous.map { r.wall / $0 }
+            if let ratio { worstRatio = max(worstRatio ?? ratio, ratio) }
+            // Foundation on Linux does not pad %@: pad the text columns by hand.
+            func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+            print(String(format: "  %-12d %-8.1f ", payments, r.wall) + pad(String(format: "%.1f–%.1f", low, high), 14)
+                  + pad(String(format: " %.1f+%.1f", r.user, r.system), 16)
+                  + String(format: " %-10.0f ", peak) + pad(ratio.map { String(format: "%.2f", $0) } ?? "-", 12)
+                  + String(format: " %-12.0f %.0f", Double(payments) / r.wall, r.eventsPerSecond))
+            previous = r.wall
+            last = (r.wall, peak)
+            if let f = first, payments > f.payments {
+                print(String(format: "    memory per payment since %d: %.2f KiB", f.payments, (peak - f.peak) * 1024 / Double(payments - f.payments)))
+            } else {
+                first = (payments, peak)
+            }
+        }
+        if let worstRatio {
+            print(row("doubling cost, worst step", String(format: "%.2f×", worstRatio), target: "≤ 2.2×", ok: worstRatio <= 2.2))
         }
         if let last, points.last == 1_000_000 {
             print(row("1M payments wall", String(format: "%.1f s", last.wall), target: "< 60 s", ok: last.wall < 60))
@@ -145,8 +170,13 @@ struct Bench: ParsableCommand {
 
     // MARK: Helpers
 
+    /// What a child run's wall.json says.
+    struct ChildRun {
+        var wall: Double, user: Double, system: Double, peakMiB: Double, eventsPerSecond: Double, heapMiB: Double
+    }
+
     /// Runs `scenario` in a child `quorumsim run` and reads its wall.json.
-    private func child(_ scenario: Scenario) throws -> (wall: Double, peakMiB: Double, eventsPerSecond: Double, heapMiB: Double) {
+    private func child(_ scenario: Scenario) throws -> ChildRun {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("quorumsim-bench-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -166,11 +196,9 @@ struct Bench: ParsableCommand {
               let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ValidationError("bench child run failed (status \(process.terminationStatus))")
         }
-        let wall = (json["wall_s"] as? NSNumber)?.doubleValue ?? 0
-        let peak = (json["peak_rss_mib"] as? NSNumber)?.doubleValue ?? 0
-        let eps = (json["events_per_s"] as? NSNumber)?.doubleValue ?? 0
-        let heap = (json["heap_at_end_mib"] as? NSNumber)?.doubleValue ?? 0
-        return (wall, peak, eps, heap)
+        func number(_ key: String) -> Double { (json[key] as? NSNumber)?.doubleValue ?? 0 }
+        return ChildRun(wall: number("wall_s"), user: number("cpu_user_s"), system: number("cpu_sys_s"),
+                        peakMiB: number("peak_rss_mib"), eventsPerSecond: number("events_per_s"), heapMiB: number("heap_at_end_mib"))
     }
 
     private func median(_ body: () -> Void) -> Double {

@@ -124,12 +124,15 @@ struct Run: ParsableCommand {
         if !report.validationCSV.isEmpty { try write(report.validationCSV, to: folder, "validation.csv") }
         if dumpLedger, let quorum { try write(quorum.ledgerDump(), to: folder, "ledger.txt") }
         let wall = seconds(elapsed)
+        let cpu = processCPUSeconds()
         let wallJSON = """
             {
               "wall_s": \(String(format: "%.3f", wall)),
               "setup_s": \(String(format: "%.3f", seconds(setup))),
               "events_per_s": \(Int(Double(report.events) / max(wall, 1e-9))),
               "confirmed_per_wall_s": \(String(format: "%.1f", Double(report.confirmed) / max(wall, 1e-9))),
+              "cpu_user_s": \(String(format: "%.3f", cpu.user)),
+              "cpu_sys_s": \(String(format: "%.3f", cpu.system)),
               "peak_rss_mib": \(peakMemoryMiB()),
               "heap_at_end_mib": \(String(format: "%.1f", heapMiB)),
               "signature_checks_memoized": \(quorum?.verifierHits ?? 0),
@@ -263,6 +266,15 @@ func seconds(_ d: Duration) -> Double {
 }
 
 /// Peak resident memory of this process (Linux VmHWM), in MiB.
+/// CPU seconds this process has used in user space and in the kernel (the kernel's share of a big
+/// run is mostly first touches of fresh heap pages).
+func processCPUSeconds() -> (user: Double, system: Double) {
+    var usage = rusage()
+    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return (0, 0) }
+    func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return (s(usage.ru_utime), s(usage.ru_stime))
+}
+
 func peakMemoryMiB() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
     for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
