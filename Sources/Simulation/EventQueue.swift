@@ -447,4 +447,47 @@ extension EventQueue where Payload == Event {
         default: return nil
         }
     }
+
+    /// Where a delivery's message sits in a slot: the payload follows the 8-byte time, and
+    /// `.deliver`'s fields are laid out in order (two 4-byte node ids, then the message). A test
+    /// checks this against a real message on the toolchain in use.
+    static var messageOffset: Int { 8 + 8 }
+
+    /// The heap object (an indirect case's box, or a record array's storage) that the message of
+    /// the current bucket's `k`-th next event refers to, read in place as a raw address: neither
+    /// retained nor dereferenced. A hint for prefetching only: a wrong address costs a wasted
+    /// prefetch, never a fault or a result.
+    func upcomingMessageObject(_ k: Int) -> UnsafeRawPointer? {
+        upcomingMessage(k)?.object
+    }
+
+    /// How a message's object refers to the records it carries, for prefetching them.
+    enum MessageShape: Equatable {
+        /// None that matter (votes, acks, reads, repair traffic).
+        case other
+        /// A box whose first field is the record being written and whose second field is an
+        /// array of parents (`preparePayment`) or the one parent's payment (`prepareRedeem`).
+        case write(parentsArray: Bool)
+        /// An array of records (`commit`, `gossip`): each element starts with its payment's or
+        /// redeem's reference.
+        case records
+    }
+
+    /// As `upcomingMessageObject`, with the message's shape.
+    func upcomingMessage(_ k: Int) -> (object: UnsafeRawPointer, shape: MessageShape)? {
+        guard let entry = current.upcoming(k), let base = blocks.current.base,
+              entry.slot >= 0, entry.slot < blocks.current.count else { return nil }
+        let shape: MessageShape
+        switch base[Int(entry.slot)].payload {
+        case .deliver(_, _, .preparePayment, _)?: shape = .write(parentsArray: true)
+        case .deliver(_, _, .prepareRedeem, _)?: shape = .write(parentsArray: false)
+        case .deliver(_, _, .commit, _)?, .deliver(_, _, .gossip, _)?: shape = .records
+        case .deliver?: shape = .other
+        default: return nil
+        }
+        let word = (UnsafeRawPointer(base + Int(entry.slot)) + Self.messageOffset).load(as: UInt.self)
+        // The case tag lives in the pointer's spare bits (the top byte and the low three).
+        guard let object = UnsafeRawPointer(bitPattern: word & 0x00FF_FFFF_FFFF_FFF8) else { return nil }
+        return (object, shape)
+    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import QuorumCrypto
+import QuorumLedger
 import QuorumStore
 @testable import Simulation
 
@@ -147,6 +148,42 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
             _ = c.pop()
         }
         #expect(watched == nil && leftInRing == nil && leftInOverflow == nil)
+    }
+
+    /// The prefetch hints read a delivery's message in place by layout: check, on the toolchain in
+    /// use, that they find the message's object (a record array's storage, 32 bytes before its
+    /// elements) and, a level down, the records the simulator prefetches from it.
+    @Test func prefetchHintsFindUpcomingMessagesAndTheirRecords() {
+        let alice = Ed25519KeyPair(seed: Bytes32(word: 1))
+        func payment(_ nonce: UInt64) -> Payment {
+            Payment.signed(PaymentBody(networkId: 1, payer: alice.publicKey, inputs: [],
+                                       outputs: [Output(amount: 5, owner: alice.publicKey)], fee: 0, nonce: nonce), by: alice)
+        }
+        let (written, parent, committed) = (payment(1), payment(2), payment(3))
+        func address(_ object: AnyObject) -> UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(object).toOpaque()) }
+        func reference(_ object: UnsafeRawPointer?, _ offset: Int) -> UnsafeRawPointer? {
+            object.flatMap { UnsafeRawPointer(bitPattern: $0.load(fromByteOffset: offset, as: UInt.self) & 0x00FF_FFFF_FFFF_FFF8) }
+        }
+        var records = [StoredRecord]()
+        records.reserveCapacity(4)
+        records.append(.payment(CertifiedPayment(payment: committed, proof: .genesis)))
+        let elements = records.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
+        var q = EventQueue<Event>(reserving: 4)
+        let t: UInt64 = 1 << 20  // inside the ring: the bucket is sorted when it becomes current
+        q.push(.deliver(from: NodeID(raw: 1), to: NodeID(raw: 2), message: .ack(Digest(word: 9)), size: 0), at: t)
+        q.push(.deliver(from: NodeID(raw: 1), to: NodeID(raw: 3), message: .commit(records), size: 0), at: t + 20)
+        let write = Message.preparePayment(written, parents: [CertifiedPayment(payment: parent, proof: .genesis)], redeems: [])
+        q.push(.deliver(from: NodeID(raw: 1), to: NodeID(raw: 4), message: write, size: 0), at: t + 30)
+        q.push(.timer(node: NodeID(raw: 5), token: 0), at: t + 40)
+        _ = q.pop()
+        #expect(q.upcomingNode(0) == NodeID(raw: 3))
+        #expect(elements != nil && q.upcomingMessageObject(0) == elements.map { $0 - 32 })
+        #expect(q.upcomingMessage(0)?.shape == .records)
+        #expect(reference(q.upcomingMessageObject(0), 32) == address(committed))
+        #expect(q.upcomingMessage(1)?.shape == .write(parentsArray: true))
+        #expect(reference(q.upcomingMessageObject(1), 16) == address(written))
+        #expect(reference(reference(q.upcomingMessageObject(1), 24), 32) == address(parent))
+        #expect(q.upcomingMessage(2) == nil)
     }
 
     @Test func deterministicMathMatchesLibm() {
