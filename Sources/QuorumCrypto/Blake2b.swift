@@ -68,7 +68,7 @@ public enum Blake2b {
         Sodium.ensureReady()
         var out = Digest.zero
         withUnsafeMutableBytes(of: &out.storage) { o in
-            _ = crypto_generichash(o.mutableBytePointer, 32, bytes.bytePointer, UInt64(bytes.count), nil, 0)
+            _ = LibsodiumClock.time { crypto_generichash(o.mutableBytePointer, 32, bytes.bytePointer, UInt64(bytes.count), nil, 0) }
         }
         return out
     }

@@ -25,7 +25,7 @@ public struct Ed25519KeyPair: Signer {
         var pk = [UInt8](repeating: 0, count: 32)
         var sk = [UInt8](repeating: 0, count: 64)
         seed.withUnsafeBytes { s in
-            _ = crypto_sign_seed_keypair(&pk, &sk, s.bytePointer)
+            _ = LibsodiumClock.time { crypto_sign_seed_keypair(&pk, &sk, s.bytePointer) }
         }
         // Lengths are fixed above, so this cannot throw.
         self.publicKey = PublicKey(raw: (try? Bytes32(pk)) ?? .zero)
@@ -35,8 +35,9 @@ public struct Ed25519KeyPair: Signer {
     public func sign(_ message: [UInt8]) -> Signature {
         var sig = (Bytes32.zero, Bytes32.zero)
         withUnsafeMutableBytes(of: &sig) { out in
-            _ = crypto_sign_detached(out.mutableBytePointer, nil,
-                                     message, UInt64(message.count), secretKey)
+            _ = LibsodiumClock.time {
+                crypto_sign_detached(out.mutableBytePointer, nil, message, UInt64(message.count), secretKey)
+            }
         }
         return Signature(r: sig.0, s: sig.1)
     }
@@ -83,9 +84,9 @@ public final class Ed25519Verifier: SignatureVerifier {
         var sig = (signature.r, signature.s)
         return withUnsafeBytes(of: &sig) { s in
             key.raw.withUnsafeBytes { k in
-                crypto_sign_verify_detached(s.bytePointer,
-                                            message, UInt64(message.count),
-                                            k.bytePointer) == 0
+                LibsodiumClock.time {
+                    crypto_sign_verify_detached(s.bytePointer, message, UInt64(message.count), k.bytePointer)
+                } == 0
             }
         }
     }

@@ -1,4 +1,5 @@
 import CSodium
+import Glibc
 
 /// The one gate to libsodium's start-up. `sodium_init` is idempotent and thread-safe; it picks
 /// the fastest implementation for this CPU. Every entry point that calls libsodium goes through it.
@@ -36,4 +37,34 @@ extension Sodium {
         p.initialize(repeating: 0, count: 64)
         return p
     }()
+}
+
+/// Wall time spent inside libsodium's Ed25519 and BLAKE2b calls, summed while `isOn`: how
+/// `quorumsim bench` checks that a real-crypto run spends most of its time in libsodium. It
+/// measures the tool, never the simulated system: nothing in a run reads it, and with it off
+/// (always, outside the bench) each call pays one branch.
+public enum LibsodiumClock {
+    nonisolated(unsafe) public static var isOn = false
+    nonisolated(unsafe) public private(set) static var nanoseconds: UInt64 = 0
+    nonisolated(unsafe) public private(set) static var calls = 0
+
+    public static func reset() {
+        nanoseconds = 0
+        calls = 0
+    }
+
+    @inline(__always) static func time<T>(_ body: () -> T) -> T {
+        guard isOn else { return body() }
+        let start = monotonic()
+        let result = body()
+        nanoseconds &+= monotonic() &- start
+        calls += 1
+        return result
+    }
+
+    private static func monotonic() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return UInt64(truncatingIfNeeded: t.tv_sec) &* 1_000_000_000 &+ UInt64(truncatingIfNeeded: t.tv_nsec)
+    }
 }
