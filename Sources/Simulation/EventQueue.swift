@@ -453,14 +453,6 @@ extension EventQueue where Payload == Event {
     /// checks this against a real message on the toolchain in use.
     static var messageOffset: Int { 8 + 8 }
 
-    /// The heap object (an indirect case's box, or a record array's storage) that the message of
-    /// the current bucket's `k`-th next event refers to, read in place as a raw address: neither
-    /// retained nor dereferenced. A hint for prefetching only: a wrong address costs a wasted
-    /// prefetch, never a fault or a result.
-    func upcomingMessageObject(_ k: Int) -> UnsafeRawPointer? {
-        upcomingMessage(k)?.object
-    }
-
     /// How a message's object refers to the records it carries, for prefetching them.
     enum MessageShape: Equatable {
         /// None that matter (votes, acks, reads, repair traffic).
@@ -473,7 +465,10 @@ extension EventQueue where Payload == Event {
         case records
     }
 
-    /// As `upcomingMessageObject`, with the message's shape.
+    /// The heap object (an indirect case's box, or a record array's storage) that the message of
+    /// the current bucket's `k`-th next event refers to, read in place as a raw address: neither
+    /// retained nor dereferenced; and the message's shape. A hint for prefetching only: a wrong
+    /// address costs a wasted prefetch, never a fault or a result.
     func upcomingMessage(_ k: Int) -> (object: UnsafeRawPointer, shape: MessageShape)? {
         guard let entry = current.upcoming(k), let base = blocks.current.base,
               entry.slot >= 0, entry.slot < blocks.current.count else { return nil }
@@ -485,9 +480,15 @@ extension EventQueue where Payload == Event {
         case .deliver?: shape = .other
         default: return nil
         }
-        let word = (UnsafeRawPointer(base + Int(entry.slot)) + Self.messageOffset).load(as: UInt.self)
-        // The case tag lives in the pointer's spare bits (the top byte and the low three).
-        guard let object = UnsafeRawPointer(bitPattern: word & 0x00FF_FFFF_FFFF_FFF8) else { return nil }
+        guard let object = referencedObject(UnsafeRawPointer(base + Int(entry.slot)), Self.messageOffset) else { return nil }
         return (object, shape)
     }
+}
+
+/// The object whose reference is stored at `offset` in `memory` (a class reference, an array's
+/// storage, an indirect enum case's box, or a multi-payload enum holding one of those, whose case
+/// tag lives in the pointer's spare bits: the top byte and the low three), read as a raw
+/// address: neither retained nor dereferenced. For prefetch hints only.
+@inline(__always) func referencedObject(_ memory: UnsafeRawPointer, _ offset: Int) -> UnsafeRawPointer? {
+    UnsafeRawPointer(bitPattern: memory.load(fromByteOffset: offset, as: UInt.self) & 0x00FF_FFFF_FFFF_FFF8)
 }

@@ -231,6 +231,7 @@ public final class Simulator {
             trace?.record(time: time, event: event)
             // The event after next: its node's first lines. The next: what those lines point to.
             if let later = queue.upcomingNode(1) { prefetch(later) }
+            if let soon = queue.upcomingNode(0) { prefetchDeeper(soon) }
             prefetchRecords()
             handle(event)
             if events % progressEvery == 0 {
@@ -279,20 +280,17 @@ public final class Simulator {
     /// parents' array. Parents are payments certified long before, scattered over the heap.
     /// Hints only, like `prefetch(_:)`.
     @inline(__always) private func prefetchRecords() {
-        @inline(__always) func reference(_ object: UnsafeRawPointer, _ offset: Int) -> UnsafeRawPointer? {
-            UnsafeRawPointer(bitPattern: object.load(fromByteOffset: offset, as: UInt.self) & 0x00FF_FFFF_FFFF_FFF8)
-        }
         if let (box, _) = queue.upcomingMessage(1) { quorumcoin_prefetch(box) }
         guard let (box, shape) = queue.upcomingMessage(0) else { return }
         // A box's fields start after its 16-byte header; an array's elements after the header,
         // count and capacity.
         switch shape {
         case let .write(parentsArray):
-            if let record = reference(box, 16) { quorumcoin_prefetch(record) }
+            if let record = referencedObject(box, 16) { quorumcoin_prefetch(record) }
             // `prepareRedeem`'s parent payment, or `preparePayment`'s parents' first element.
-            if let second = reference(box, 24) { quorumcoin_prefetch(second + (parentsArray ? 32 : 0)) }
+            if let second = referencedObject(box, 24) { quorumcoin_prefetch(second + (parentsArray ? 32 : 0)) }
         case .records:
-            if let record = reference(box, 32) { quorumcoin_prefetch(record) }
+            if let record = referencedObject(box, 32) { quorumcoin_prefetch(record) }
         case .other:
             break
         }

@@ -161,14 +161,13 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         }
         let (written, parent, committed) = (payment(1), payment(2), payment(3))
         func address(_ object: AnyObject) -> UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(object).toOpaque()) }
-        func reference(_ object: UnsafeRawPointer?, _ offset: Int) -> UnsafeRawPointer? {
-            object.flatMap { UnsafeRawPointer(bitPattern: $0.load(fromByteOffset: offset, as: UInt.self) & 0x00FF_FFFF_FFFF_FFF8) }
-        }
+        func reference(_ object: UnsafeRawPointer?, _ offset: Int) -> UnsafeRawPointer? { object.flatMap { referencedObject($0, offset) } }
         var records = [StoredRecord]()
         records.reserveCapacity(4)
         records.append(.payment(CertifiedPayment(payment: committed, proof: .genesis)))
         let elements = records.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
         var q = EventQueue<Event>(reserving: 4)
+        func object(_ k: Int) -> UnsafeRawPointer? { q.upcomingMessage(k)?.object }
         let t: UInt64 = 1 << 20  // inside the ring: the bucket is sorted when it becomes current
         q.push(.deliver(from: NodeID(raw: 1), to: NodeID(raw: 2), message: .ack(Digest(word: 9)), size: 0), at: t)
         q.push(.deliver(from: NodeID(raw: 1), to: NodeID(raw: 3), message: .commit(records), size: 0), at: t + 20)
@@ -177,12 +176,12 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         q.push(.timer(node: NodeID(raw: 5), token: 0), at: t + 40)
         _ = q.pop()
         #expect(q.upcomingNode(0) == NodeID(raw: 3))
-        #expect(elements != nil && q.upcomingMessageObject(0) == elements.map { $0 - 32 })
+        #expect(elements != nil && object(0) == elements.map { $0 - 32 })
         #expect(q.upcomingMessage(0)?.shape == .records)
-        #expect(reference(q.upcomingMessageObject(0), 32) == address(committed))
+        #expect(reference(object(0), 32) == address(committed))
         #expect(q.upcomingMessage(1)?.shape == .write(parentsArray: true))
-        #expect(reference(q.upcomingMessageObject(1), 16) == address(written))
-        #expect(reference(reference(q.upcomingMessageObject(1), 24), 32) == address(parent))
+        #expect(reference(object(1), 16) == address(written))
+        #expect(reference(reference(object(1), 24), 32) == address(parent))
         #expect(q.upcomingMessage(2) == nil)
     }
 
