@@ -95,7 +95,10 @@ struct Run: ParsableCommand {
         if dumpLedger, quorum == nil { throw ValidationError("--dump-ledger needs system quorumcoin") }
         let setup = ContinuousClock.now - start
         let showProgress = !quiet && isatty(STDERR_FILENO) == 1
+        // When the events ended and the end-of-run invariant checks began (wall.json's checks_s).
+        var checksStart: ContinuousClock.Instant?
         simulator.run(progressEvery: 1 << 16) { p in
+            if p.checking, checksStart == nil { checksStart = ContinuousClock.now }
             guard showProgress else { return }
             let wall = seconds(ContinuousClock.now - start)
             if p.checking {
@@ -109,7 +112,9 @@ struct Run: ParsableCommand {
             note(String(format: "\r  sim %.2fs  events %d  %.2fM events/s  payments %d/%d  eta ≤ %.0fs", Double(p.simulatedTime) / 1e9,
                         p.events, Double(p.events) / max(wall, 1e-9) / 1e6, p.finished, p.issued, eta), terminator: false)
         }
-        let elapsed = ContinuousClock.now - start
+        let end = ContinuousClock.now
+        let elapsed = end - start
+        let checks = checksStart.map { seconds(end - $0) } ?? 0
         let heapMiB = Double(Simulator.heapInUse()) / 1_048_576
         if showProgress { note("") }
         let report = simulator.report(scenarioHash: scenarioHash, toolVersion: toolVersion)
@@ -129,6 +134,7 @@ struct Run: ParsableCommand {
             {
               "wall_s": \(String(format: "%.3f", wall)),
               "setup_s": \(String(format: "%.3f", seconds(setup))),
+              "checks_s": \(String(format: "%.3f", checks)),
               "events_per_s": \(Int(Double(report.events) / max(wall, 1e-9))),
               "confirmed_per_wall_s": \(String(format: "%.1f", Double(report.confirmed) / max(wall, 1e-9))),
               "cpu_user_s": \(String(format: "%.3f", cpu.user)),
