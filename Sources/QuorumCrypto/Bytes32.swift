@@ -80,6 +80,13 @@ public struct Bytes32: Hashable, Comparable, Sendable {
          UInt64(bigEndian: storage.2), UInt64(bigEndian: storage.3)]
     }
 
+    /// The 32 bytes as four words in memory order (native endianness): for storing the value in
+    /// word-sized slots and reading it back exactly, not for arithmetic.
+    @inlinable public var words: (UInt64, UInt64, UInt64, UInt64) { storage }
+
+    /// The value whose memory-order words are `words` (the inverse of `words`).
+    @inlinable public init(words: (UInt64, UInt64, UInt64, UInt64)) { self.storage = words }
+
     /// The first 8 bytes read big-endian: a well-mixed number for a digest (bucketing, sharding).
     @inlinable public var prefix64: UInt64 { UInt64(bigEndian: storage.0) }
 
