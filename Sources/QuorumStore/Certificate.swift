@@ -171,8 +171,16 @@ public struct Certificate: Hashable, @unchecked Sendable {
             return storage
         }
 
+        /// The replica of vote `i` (the caller checks `i < count`): its first word, without
+        /// rebuilding the signature.
+        @inline(__always) func replica(_ i: Int) -> ReplicaID {
+            withUnsafeMutablePointers { header, elements in
+                ReplicaID(truncatingIfNeeded: elements[i * header.pointee.wordsPerVote])
+            }
+        }
+
         /// Vote `i` (the caller checks `i < count`).
-        func vote(_ i: Int) -> Vote {
+        @inline(__always) func vote(_ i: Int) -> Vote {
             withUnsafeMutablePointers { header, elements in
                 let per = header.pointee.wordsPerVote
                 let at = elements + i * per
@@ -225,6 +233,12 @@ public struct Certificate: Hashable, @unchecked Sendable {
         public subscript(position: Int) -> Vote {
             precondition(position >= 0 && position < endIndex, "vote index out of range")
             return storage.vote(position)
+        }
+
+        /// `self[position].replica`, read without the signature (what signer checks need).
+        public func replica(at position: Int) -> ReplicaID {
+            precondition(position >= 0 && position < endIndex, "vote index out of range")
+            return storage.replica(position)
         }
     }
 

@@ -198,10 +198,12 @@ public final class ProtocolContext {
         let votes = certificate.voteList
         guard votes.count <= group.members.count else { throw .tooManyVotes(have: votes.count, groupSize: group.members.count) }
         guard votes.count >= quorum.writeQuorum else { throw .tooFewVotes(have: votes.count, need: quorum.writeQuorum) }
-        // Pairwise over at most n votes: no scratch array to allocate on every check.
-        for (i, vote) in votes.enumerated() {
-            for earlier in votes[..<i] where earlier.replica == vote.replica { throw .duplicateSigner(vote.replica) }
-            guard group.contains(vote.replica) else { throw .nonMember(vote.replica) }
+        // Pairwise over at most n votes: no scratch array to allocate on every check. Signers
+        // only: a vote's signature is read where it is verified.
+        for i in 0..<votes.count {
+            let replica = votes.replica(at: i)
+            for earlier in 0..<i where votes.replica(at: earlier) == replica { throw .duplicateSigner(replica) }
+            guard group.contains(replica) else { throw .nonMember(replica) }
         }
         // A certificate is immutable and shared by every node it reaches: once its signatures
         // verified in this context, under its verifier, they are valid for every later check

@@ -301,6 +301,7 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
             let cert = Certificate(statement: statement, votes: votes)
             #expect(cert.wordsPerVote == words)
             #expect(Array(cert.voteList) == votes && cert.votes == votes && cert.statement == statement)
+            #expect((0..<votes.count).map { cert.voteList.replica(at: $0) } == votes.map(\.replica))
             var w = ByteWriter(capacity: cert.encodedSize)
             cert.encode(into: &w)
             var expected = ByteWriter(capacity: cert.encodedSize)
