@@ -76,6 +76,14 @@ public struct VoteStatement: Hashable, Sendable {
     public static let encodedSize = 4 + 4 + 8 + 1 + 32 + 32
 
     public func encode<W: ByteSink>(into w: inout W) {
+        let b = box
+        VoteStatement.encode(b.networkId, b.epoch, b.group, b.type, b.key, b.valueHash, into: &w)
+    }
+
+    /// A statement's fields in canonical order: what `encode` writes, and what a certificate,
+    /// which keeps the fields inline, writes without building a statement.
+    static func encode<W: ByteSink>(_ networkId: UInt32, _ epoch: UInt32, _ group: GroupID, _ type: RecordType,
+                                    _ key: Digest, _ valueHash: Digest, into w: inout W) {
         w.append(networkId)
         w.append(epoch)
         w.append(group.raw)
@@ -119,15 +127,39 @@ public struct Vote: Hashable, Sendable {
 /// because the buffer is written once, when made, and never mutated: `ManagedBuffer` itself is
 /// not `Sendable`.)
 public struct Certificate: Hashable, @unchecked Sendable {
+    /// The statement's fields inline (a separate statement box would be a second heap block and
+    /// a second cache line to reach on every check), the vote count and layout, and the cache mark.
     struct Header {
-        let statement: VoteStatement
-        let count: Int
+        let networkId: UInt32
+        let epoch: UInt32
+        let group: GroupID
+        let type: RecordType
         /// Words each vote takes in the buffer: `Storage.fullWords` or `Storage.shortWords`.
-        let wordsPerVote: Int
+        let wordsPerVote: UInt8
+        /// Votes held (a buffer of 2^32 votes could not be allocated).
+        let count: UInt32
+        let key: Digest
+        let valueHash: Digest
         /// The serial of the `ProtocolContext` that found every vote's signature valid over
-        /// `statement` (0: none yet). Contents never change, so a second check of the same
+        /// the statement (0: none yet). Contents never change, so a second check of the same
         /// certificate in that context need not verify them again (see `ProtocolContext.verify`).
         var signaturesValidIn: UInt64 = 0
+
+        var statement: VoteStatement {
+            VoteStatement(networkId: networkId, epoch: epoch, group: group, type: type, key: key, valueHash: valueHash)
+        }
+
+        func sameStatement(as other: Header) -> Bool {
+            key == other.key && valueHash == other.valueHash && type == other.type && group == other.group
+                && epoch == other.epoch && networkId == other.networkId
+        }
+
+        /// The bytes a replica signs for this statement (as `VoteStatement.withSigningMessage`).
+        func withSigningMessage<R>(_ use: (UnsafeRawBufferPointer) -> R) -> R {
+            ByteWriter.withFixed(tag: .vote, bodyBytes: VoteStatement.encodedSize, {
+                VoteStatement.encode(networkId, epoch, group, type, key, valueHash, into: &$0)
+            }, use)
+        }
     }
 
     /// The statement and its votes in one allocation. A million-payment run holds 2.2 million
@@ -149,7 +181,9 @@ public struct Certificate: Hashable, @unchecked Sendable {
             }
             let per = short ? shortWords : fullWords
             let storage = unsafeDowncast(Storage.create(minimumCapacity: count * per) { _ in
-                Header(statement: statement, count: count, wordsPerVote: per)
+                Header(networkId: statement.networkId, epoch: statement.epoch, group: statement.group, type: statement.type,
+                       wordsPerVote: UInt8(per), count: UInt32(truncatingIfNeeded: count), key: statement.key,
+                       valueHash: statement.valueHash)
             }, to: Storage.self)
             storage.withUnsafeMutablePointerToElements { elements in
                 for (i, vote) in zip(0..<count, votes) {
@@ -175,14 +209,14 @@ public struct Certificate: Hashable, @unchecked Sendable {
         /// rebuilding the signature.
         @inline(__always) func replica(_ i: Int) -> ReplicaID {
             withUnsafeMutablePointers { header, elements in
-                ReplicaID(truncatingIfNeeded: elements[i * header.pointee.wordsPerVote])
+                ReplicaID(truncatingIfNeeded: elements[i * Int(header.pointee.wordsPerVote)])
             }
         }
 
         /// Vote `i` (the caller checks `i < count`).
         @inline(__always) func vote(_ i: Int) -> Vote {
             withUnsafeMutablePointers { header, elements in
-                let per = header.pointee.wordsPerVote
+                let per = Int(header.pointee.wordsPerVote)
                 let at = elements + i * per
                 let replica = ReplicaID(truncatingIfNeeded: at[0])
                 if per == Storage.shortWords {
@@ -199,12 +233,19 @@ public struct Certificate: Hashable, @unchecked Sendable {
         storage = .make(statement, votes)
     }
 
+    /// The statement, built from the fields the buffer holds (checks read `header` instead).
     public var statement: VoteStatement {
-        // Through the header pointer: `ManagedBuffer.header` is a class property, and each read
-        // of it paid a dynamic exclusivity check (swift_beginAccess) on every vote iterated.
-        get { storage.withUnsafeMutablePointerToHeader { $0.pointee.statement } }
+        get { header.statement }
         set { storage = .make(newValue, voteList) }
     }
+
+    /// The record type certified (what a batch proof checks without building the statement).
+    public var statementType: RecordType { storage.withUnsafeMutablePointerToHeader { $0.pointee.type } }
+
+    /// The statement's fields, vote count and cache mark, copied out. Through the header pointer:
+    /// `ManagedBuffer.header` is a class property, and each read of it paid a dynamic exclusivity
+    /// check (swift_beginAccess).
+    var header: Header { storage.withUnsafeMutablePointerToHeader { $0.pointee } }
 
     /// Serial of the context in which all signatures were found valid (0: none). One aligned word:
     /// a race between threads sharing a certificate can only cause a redundant verification.
@@ -214,7 +255,7 @@ public struct Certificate: Hashable, @unchecked Sendable {
     }
 
     /// Words per stored vote: 3 when every signature's last 48 bytes are zero, else 9.
-    var wordsPerVote: Int { storage.withUnsafeMutablePointerToHeader { $0.pointee.wordsPerVote } }
+    var wordsPerVote: Int { storage.withUnsafeMutablePointerToHeader { Int($0.pointee.wordsPerVote) } }
 
     /// The votes, read in place (no copy): what verification and encoding use.
     public var voteList: VoteList { VoteList(storage: storage) }
@@ -229,7 +270,7 @@ public struct Certificate: Hashable, @unchecked Sendable {
     public struct VoteList: RandomAccessCollection, @unchecked Sendable {
         let storage: Storage
         public var startIndex: Int { 0 }
-        public var endIndex: Int { storage.withUnsafeMutablePointerToHeader { $0.pointee.count } }
+        public var endIndex: Int { storage.withUnsafeMutablePointerToHeader { Int($0.pointee.count) } }
         public subscript(position: Int) -> Vote {
             precondition(position >= 0 && position < endIndex, "vote index out of range")
             return storage.vote(position)
@@ -243,11 +284,13 @@ public struct Certificate: Hashable, @unchecked Sendable {
     }
 
     public static func == (a: Certificate, b: Certificate) -> Bool {
-        a.storage === b.storage || (a.statement == b.statement && a.voteList.elementsEqual(b.voteList))
+        a.storage === b.storage || (a.header.sameStatement(as: b.header) && a.voteList.elementsEqual(b.voteList))
     }
 
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(statement)
+        let h = header
+        hasher.combine(h.key)
+        hasher.combine(h.valueHash)
         hasher.combine(voteList.count)
     }
 
@@ -257,7 +300,8 @@ public struct Certificate: Hashable, @unchecked Sendable {
     public var encodedSize: Int { VoteStatement.encodedSize + 1 + voteList.count * (4 + 64) }
 
     public func encode(into w: inout ByteWriter) {
-        statement.encode(into: &w)
+        let h = header
+        VoteStatement.encode(h.networkId, h.epoch, h.group, h.type, h.key, h.valueHash, into: &w)
         let votes = voteList
         w.append(UInt8(truncatingIfNeeded: votes.count))
         for v in votes {

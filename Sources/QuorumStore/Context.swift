@@ -188,7 +188,7 @@ public final class ProtocolContext {
     /// type, key and value, W…n votes from distinct members, every signature valid. Bounded by n.
     public func verify(_ certificate: Certificate, types: [RecordType], key: Digest, valueHash: Digest,
                        group: Group, meter: CryptoMeter) throws(CertificateError) {
-        let s = certificate.statement
+        let s = certificate.header
         guard s.networkId == networkId else { throw .wrongNetwork(s.networkId) }
         guard s.epoch == epoch else { throw .wrongEpoch(s.epoch) }
         guard s.group == group.id else { throw .wrongGroup(s.group) }
@@ -259,7 +259,7 @@ public final class ProtocolContext {
         case let .batch(spender):
             let p = spender.payment
             guard p.key == redeem.spender, p.payer == redeem.owner, p.inputs.contains(redeem.input),
-                  case let .certificate(c) = spender.proof, c.statement.type == .batch else { throw .batchMismatch }
+                  case let .certificate(c) = spender.proof, c.statementType == .batch else { throw .batchMismatch }
             do { try verify(spender, meter: meter, verified: &verified) } catch { throw .certificate(error) }
             guard redeem.networkId == networkId,
                   redeem.withSigningMessage({ meter.isValid(redeem.signature, ofBytes: $0, by: redeem.owner) }) else {
