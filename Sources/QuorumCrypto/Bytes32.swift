@@ -176,6 +176,33 @@ public struct Signature: Hashable, Sendable {
     public var hex: String { Hex.encode(bytes) }
 }
 
+/// A signature as a record keeps it: the first 16 bytes inline and the other 48 in a box only when
+/// they are not all zero. A modelled signature is a 16-byte MAC and 48 zero bytes, so the million
+/// payments and redeems of a modelled run hold 24 bytes each instead of 64; an Ed25519 signature
+/// reads back from the box. `signature` returns exactly what was packed.
+public struct PackedSignature: Sendable {
+    private final class Tail: Sendable {
+        let r: (UInt64, UInt64), s: Bytes32
+        init(r: (UInt64, UInt64), s: Bytes32) { self.r = r; self.s = s }
+    }
+    private let head: (UInt64, UInt64)
+    private let tail: Tail?
+
+    public init(_ signature: Signature) {
+        let r = signature.r.words
+        head = (r.0, r.1)
+        tail = r.2 == 0 && r.3 == 0 && signature.s == .zero ? nil : Tail(r: (r.2, r.3), s: signature.s)
+    }
+
+    /// Whether the last 48 bytes were all zero and nothing was boxed.
+    var isInline: Bool { tail == nil }
+
+    public var signature: Signature {
+        guard let tail else { return Signature(r: Bytes32(words: (head.0, head.1, 0, 0)), s: .zero) }
+        return Signature(r: Bytes32(words: (head.0, head.1, tail.r.0, tail.r.1)), s: tail.s)
+    }
+}
+
 /// Hex helpers (lower case). Decoding rejects odd lengths and non-hex characters.
 public enum Hex {
     public static func encode<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {

@@ -140,7 +140,9 @@ public struct PaymentBody: Hashable, Sendable {
 /// so the many messages, events and stores that hold one share it instead of copying ~170 bytes.
 public final class Payment: Hashable, Sendable, CustomStringConvertible {
     public let body: PaymentBody
-    public let signature: Signature
+    /// The payer's signature (kept packed: see `PackedSignature`).
+    public var signature: Signature { packedSignature.signature }
+    private let packedSignature: PackedSignature
     /// `K = H("qc/pay", body)`, where this record is stored.
     public let key: Digest
 
@@ -157,7 +159,7 @@ public final class Payment: Hashable, Sendable, CustomStringConvertible {
 
     private init(body: PaymentBody, signature: Signature, key: Digest) {
         self.body = body
-        self.signature = signature
+        self.packedSignature = PackedSignature(signature)
         self.key = key
     }
 
@@ -226,7 +228,9 @@ public final class Redeem: Hashable, Sendable, CustomStringConvertible {
     public let input: InputRef
     public let owner: PublicKey
     public let spender: Digest
-    public let signature: Signature
+    /// The owner's signature (kept packed: see `PackedSignature`).
+    public var signature: Signature { packedSignature.signature }
+    private let packedSignature: PackedSignature
     /// Where this record is stored (derived from `input`).
     public let key: Digest
     /// The value a replica locks `key` to: `H("qc/rval", spender)`. The signature is an
@@ -249,7 +253,7 @@ public final class Redeem: Hashable, Sendable, CustomStringConvertible {
         self.input = input
         self.owner = owner
         self.spender = spender
-        self.signature = signature
+        self.packedSignature = PackedSignature(signature)
         self.key = key
         self.valueHash = Redeem.valueHash(spender: spender)
     }

@@ -124,6 +124,28 @@ let rfc8032: [(seed: String, publicKey: String, message: String, signature: Stri
     }
 }
 
+@Suite struct PackedSignatureTests {
+    /// Every signature reads back byte for byte: a modelled MAC (48 zero bytes, packed inline), an
+    /// RFC 8032 signature, and ones whose only nonzero tail byte is in r or in s (boxed).
+    @Test func packedSignaturesReadBackExactly() throws {
+        var cases = [Signature.zero]
+        for v in rfc8032 { cases.append(try Signature(Hex.decode(v.signature))) }
+        for at in [0, 15, 16, 31, 32, 63] {
+            var bytes = [UInt8](repeating: 0, count: 64)
+            bytes[at] = 0xA5
+            cases.append(try Signature(bytes))
+        }
+        let mac = ModelledVerifier(key: Bytes32(word: 1)).keyPair(seed: Bytes32(word: 2)).sign(Array("m".utf8))
+        cases.append(mac)
+        for signature in cases {
+            let packed = PackedSignature(signature)
+            #expect(packed.signature == signature && packed.signature.bytes == signature.bytes)
+            #expect(packed.isInline == signature.bytes[16...].allSatisfy { $0 == 0 })
+        }
+        #expect(PackedSignature(mac).isInline && !PackedSignature(cases[1]).isInline)
+    }
+}
+
 @Suite struct SipHashTests {
     /// The SipHash reference's 128-bit vectors (key 00…0f, message 00…len−1), lengths 0 and 1;
     /// the MAC fills the first 16 bytes and leaves the rest zero.
