@@ -172,6 +172,21 @@ public struct Signature: Hashable, Sendable {
     /// All-zero bytes: never a valid signature (used by tests and forged-certificate attacks).
     public static let zero = Signature(r: .zero, s: .zero)
 
+    /// Whether the last 48 bytes are all zero, as in a modelled signature (a 16-byte MAC): such a
+    /// signature is its `head` alone, and compact stores keep only that.
+    @inlinable public var isHeadOnly: Bool {
+        let w = r.words
+        return w.2 == 0 && w.3 == 0 && s == .zero
+    }
+
+    /// The first 16 bytes as two memory-order words (see `Bytes32.words`).
+    @inlinable public var head: (UInt64, UInt64) { (r.words.0, r.words.1) }
+
+    /// The signature whose first 16 bytes are `head` and whose other 48 are zero.
+    @inlinable public init(head: (UInt64, UInt64)) {
+        self.init(r: Bytes32(words: (head.0, head.1, 0, 0)), s: .zero)
+    }
+
     public var bytes: [UInt8] { r.bytes + s.bytes }
     public var hex: String { Hex.encode(bytes) }
 }
@@ -190,15 +205,15 @@ public struct PackedSignature: Sendable {
 
     public init(_ signature: Signature) {
         let r = signature.r.words
-        head = (r.0, r.1)
-        tail = r.2 == 0 && r.3 == 0 && signature.s == .zero ? nil : Tail(r: (r.2, r.3), s: signature.s)
+        head = signature.head
+        tail = signature.isHeadOnly ? nil : Tail(r: (r.2, r.3), s: signature.s)
     }
 
     /// Whether the last 48 bytes were all zero and nothing was boxed.
     var isInline: Bool { tail == nil }
 
     public var signature: Signature {
-        guard let tail else { return Signature(r: Bytes32(words: (head.0, head.1, 0, 0)), s: .zero) }
+        guard let tail else { return Signature(head: head) }
         return Signature(r: Bytes32(words: (head.0, head.1, tail.r.0, tail.r.1)), s: tail.s)
     }
 }

@@ -175,10 +175,7 @@ public struct Certificate: Hashable, @unchecked Sendable {
 
         static func make<C: Collection<Vote>>(_ statement: VoteStatement, _ votes: C) -> Storage {
             let count = votes.count
-            let short = votes.allSatisfy { vote in
-                let r = vote.signature.r.words
-                return r.2 == 0 && r.3 == 0 && vote.signature.s == .zero
-            }
+            let short = votes.allSatisfy { $0.signature.isHeadOnly }
             let per = short ? shortWords : fullWords
             let storage = unsafeDowncast(Storage.create(minimumCapacity: count * per) { _ in
                 Header(networkId: statement.networkId, epoch: statement.epoch, group: statement.group, type: statement.type,
@@ -219,9 +216,7 @@ public struct Certificate: Hashable, @unchecked Sendable {
                 let per = Int(header.pointee.wordsPerVote)
                 let at = elements + i * per
                 let replica = ReplicaID(truncatingIfNeeded: at[0])
-                if per == Storage.shortWords {
-                    return Vote(replica: replica, signature: Signature(r: Bytes32(words: (at[1], at[2], 0, 0)), s: .zero))
-                }
+                if per == Storage.shortWords { return Vote(replica: replica, signature: Signature(head: (at[1], at[2]))) }
                 return Vote(replica: replica, signature: Signature(r: Bytes32(words: (at[1], at[2], at[3], at[4])),
                                                                   s: Bytes32(words: (at[5], at[6], at[7], at[8]))))
             }
