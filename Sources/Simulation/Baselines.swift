@@ -89,7 +89,9 @@ struct BaselineBook {
             }
         }
         confirmLatency.sort()
-        let steady = SteadyState(duration: scenario.duration, outcomes: zip(issued, confirmed).lazy.map { ($0, $1) })
+        let offered = SteadyState.offeredUntil(duration: scenario.duration, cap: scenario.workload.payments,
+                                               issued: issued.count, lastIssue: issued.last)
+        let steady = SteadyState(offered: offered, outcomes: zip(issued, confirmed).lazy.map { ($0, $1) })
         var json = JSONObject.runHeader(scenario, scenarioHash: scenarioHash, toolVersion: toolVersion,
                                         endTime: endTime, events: events, replicas: replicas)
         json.add("payments_issued", issued.count)

@@ -26,9 +26,11 @@ public struct RunReport {
     public var steadyThroughput: String
 }
 
-/// The measurement window of every system: payments confirmed during [duration/5, duration)
-/// give the throughput, payments issued then give the latencies. The first fifth is warm-up
-/// (empty queues, no history); the drain after `duration` only finishes stragglers.
+/// The measurement window of every system: payments confirmed during [offered/5, offered)
+/// give the throughput, payments issued then give the latencies, where `offered` is how long
+/// the workload offered payments: `duration`, or less when `workload.payments` stopped issuing
+/// first (see `offeredUntil`). The first fifth is warm-up (empty queues, no history); the drain
+/// after the offer ends only finishes stragglers.
 public struct SteadyState {
     public let start: UInt64
     public let end: UInt64
@@ -37,9 +39,20 @@ public struct SteadyState {
     /// Confirm latencies of payments issued in the window, sorted.
     public private(set) var latencies: [UInt64] = []
 
-    public init<S: Sequence>(duration: UInt64, outcomes: S) where S.Element == (issued: UInt64, confirmed: UInt64) {
-        start = duration / 5
-        end = max(duration, start + 1)
+    /// When the workload stopped offering payments: `duration`, or just after the last payment
+    /// started (`lastIssue`) when the run issued its `cap` of payments (`workload.payments`,
+    /// 0: none) before then.
+    /// Without this, a run capped early measured a window after its last payment (a capped
+    /// 125,000-payment scale run reported 0 payments/s in [2.2 s, 11 s)).
+    public static func offeredUntil(duration: UInt64, cap: Int, issued: Int, lastIssue: UInt64?) -> UInt64 {
+        guard cap > 0, issued >= cap, let last = lastIssue else { return duration }
+        return min(duration, last &+ 1)
+    }
+
+    /// - Parameter offered: how long payments were offered (`offeredUntil`).
+    public init<S: Sequence>(offered: UInt64, outcomes: S) where S.Element == (issued: UInt64, confirmed: UInt64) {
+        start = offered / 5
+        end = max(offered, start + 1)
         for (issued, confirmed) in outcomes {
             if confirmed != PaymentRecord.never, confirmed >= start, confirmed < end { confirmedInWindow += 1 }
             guard issued >= start, issued < end else { continue }
@@ -100,7 +113,9 @@ extension Simulator {
         certifyLatency.sort()
         confirmLatency.sort()
         let network = networkStats
-        let steady = SteadyState(duration: scenario.duration, outcomes: records.lazy.filter(\.isHonest).map { ($0.issued, $0.confirmed) })
+        let offered = SteadyState.offeredUntil(duration: scenario.duration, cap: scenario.workload.payments,
+                                               issued: records.count, lastIssue: records.last?.started)
+        let steady = SteadyState(offered: offered, outcomes: records.lazy.filter(\.isHonest).map { ($0.issued, $0.confirmed) })
         var validation = "depth,validations,mean_ms,max_ms\n"
         for (depth, v) in m.validations.enumerated() where v.count > 0 {
             validation += "\(depth),\(v.count),\(fixed(v.total, UInt64(v.count) * Time.millisecond, 3)),\(fixed(v.max, Time.millisecond, 3))\n"

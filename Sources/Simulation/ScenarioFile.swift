@@ -58,7 +58,7 @@ public enum ScenarioFields {
         ("workload.outputs", "1", "Payees per payment (plus a change output when needed)."),
         ("workload.max_amount", "100", "Each payee gets an amount uniform in 1…max_amount."),
         ("workload.fee", "0", "Fee per payment."),
-        ("workload.payments", "0", "Stop issuing after this many payments (0: no limit)."),
+        ("workload.payments", "0", "Stop issuing after this many payments (0: no limit); the steady window then ends when the last one starts."),
         ("workload.cross_group", "uniform", "Partitioned mode: share (0…1) of payments whose payees sit in another shard than the payer, drawn uniformly (overrides zipf); uniform: payees drawn from all principals."),
         ("protocol.variant", "per-record", "per-record (redeems, then payment) or batched (one round locks all)."),
         ("protocol.validation", "certificate", "Payee validation: certificate (direct inputs) or closure (whole history)."),

@@ -243,6 +243,28 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(a.payments > 20 && a.latencyCSV == b.latencyCSV && a.throughputCSV == b.throughputCSV)
     }
 
+    /// A run whose payment cap stops issuing before `duration` measures its steady window while
+    /// payments arrive: [T/5, T) with T just after the last payment started, not [d/5, d).
+    @Test func cappedRunMeasuresWhilePaymentsArrive() throws {
+        #expect(SteadyState.offeredUntil(duration: 1_000, cap: 0, issued: 50, lastIssue: 400) == 1_000)
+        #expect(SteadyState.offeredUntil(duration: 1_000, cap: 60, issued: 50, lastIssue: 400) == 1_000)
+        #expect(SteadyState.offeredUntil(duration: 1_000, cap: 50, issued: 50, lastIssue: 400) == 401)
+        #expect(SteadyState.offeredUntil(duration: 1_000, cap: 50, issued: 50, lastIssue: 5_000) == 1_000)
+
+        let sim = try Simulator(scenario: try tiny { $0.workload.payments = 12 })  // ~0.3 s of a 1 s run
+        sim.run()
+        let r = sim.report(scenarioHash: "x", toolVersion: "t")
+        #expect(r.payments == 12 && r.confirmed == 12)
+        let window = try #require(r.summaryJSON.firstMatch(of: /"window_s": \[([0-9.]+), ([0-9.]+)\]/))
+        let start = try #require(Double(window.1)), end = try #require(Double(window.2))
+        let lastRow = try #require(r.latencyCSV.split(separator: "\n").last).split(separator: ",")
+        let lastIssued = try #require(Double(String(lastRow[4]))) / 1e9
+        // The JSON gives milliseconds.
+        #expect(end < 0.9 && end > lastIssued - 0.001 && abs(start - end / 5) < 0.001, "window \(start)–\(end), last \(lastIssued)")
+        let steady = try #require(Double(r.steadyThroughput))
+        #expect(steady > 0)
+    }
+
     @Test func sameSeedSameBytesInProcessDifferentSeedDiffers() throws {
         func once(_ seed: UInt64) throws -> (RunReport, UInt64) {
             let sim = try Simulator(scenario: try tiny { $0.seed = seed }, traceEvery: 512)
