@@ -34,15 +34,42 @@ extension Simulator {
         return delayBound &+ c.messageCost &+ checks &* c.verifyCost &+ c.signCost &+ 16_384 &* c.byteCost
     }
 
-    /// The L1 bound for a payment whose writer started at `start`: the later of start, the last
-    /// partition heal and the liveness-mode switch, plus a retry interval and 8 hops.
-    func livenessBound(start: UInt64) -> UInt64? {
-        guard scenario.network.loss == 0 else { return nil }  // no bound holds under random loss
-        var from = start
-        for p in scenario.network.partitions where p.start <= start &+ 8 &* hopBound { from = max(from, p.heal) }
-        if faults.offAt > 0 { from = max(from, faults.offAt) }
-        for (_, spec) in faults.replicas where spec.behaviour == .crashRecover && spec.at <= from { from = max(from, spec.recover) }
-        return from &+ scenario.protocolSettings.retry &+ 8 &* hopBound
+    /// The L1 bound for a payment whose writer started at `start` (`bound(start:)`): the later of
+    /// start, the last partition heal, the liveness-mode switch and the recoveries of crashes
+    /// begun by then, plus a retry interval and 8 hops. What it reads is copied out of the
+    /// scenario once: the checks ask for every payment's bound, and each read of `scenario`
+    /// copies the whole struct (retaining its arrays and strings; ~2,500 instructions per
+    /// payment in callgrind).
+    struct LivenessBound {
+        let holds: Bool
+        let hop: UInt64
+        let partitions: [(start: UInt64, heal: UInt64)]
+        let offAt: UInt64
+        /// Crash-recover faults as (start, recovery), by start: a recovery that ends after a
+        /// later fault's start carries the bound on to that fault's recovery, so the order of
+        /// the pass matters (it was the fault table's hash order, which differs by process).
+        let recoveries: [(at: UInt64, recover: UInt64)]
+        let retry: UInt64
+
+        init(_ sim: Simulator) {
+            let scenario = sim.scenario
+            holds = scenario.network.loss == 0  // no bound holds under random loss
+            hop = sim.hopBound
+            partitions = scenario.network.partitions.map { ($0.start, $0.heal) }
+            offAt = sim.faults.offAt
+            recoveries = sim.faults.replicas.values.filter { $0.behaviour == .crashRecover }
+                .map { ($0.at, $0.recover) }.sorted { ($0.at, $0.recover) < ($1.at, $1.recover) }
+            retry = scenario.protocolSettings.retry
+        }
+
+        func callAsFunction(start: UInt64) -> UInt64? {
+            guard holds else { return nil }
+            var from = start
+            for p in partitions where p.start <= start &+ 8 &* hop { from = max(from, p.heal) }
+            if offAt > 0 { from = max(from, offAt) }
+            for r in recoveries where r.at <= from { from = max(from, r.recover) }
+            return from &+ retry &+ 8 &* hop
+        }
     }
 
     /// The last time a partition healed, a replica restarted or faults switched off.
@@ -88,8 +115,8 @@ extension Simulator {
             honestReplicas: (0..<replicaCount).filter { !faults.isByzantine($0) },
             storedRecords: { [replicas] i in replicas[i].durable.store.records },
             holds: { [replicas] i, key in replicas[i].durable.store[key] != nil },
-            honestPayments: AnySequence(records.lazy.filter { $0.isHonest && !attackers.contains(Int($0.payer)) }.map { [self] r in
-                (key: r.key, issued: r.started, certified: r.certified, bound: livenessBound(start: r.started))
+            honestPayments: AnySequence(records.lazy.filter { $0.isHonest && !attackers.contains(Int($0.payer)) }.map { [bound = LivenessBound(self)] r in
+                (key: r.key, issued: r.started, certified: r.certified, bound: bound(start: r.started))
             }),
             end: endTime,
             lockedHonest: lockedFunds.filter { !attackers.contains($0.principal) && $0.reason.hasPrefix("refused") },
