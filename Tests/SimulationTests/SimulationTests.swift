@@ -265,6 +265,33 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(steady > 0)
     }
 
+    /// L1's bound follows a chain of crash-recover faults whatever order the fault table keeps
+    /// them in: a payment started during the first crash waits for the second's recovery when
+    /// the second began before the first recovered (the pass once ran in the table's hash
+    /// order, which changes by process, and then stopped at the first recovery half the time).
+    @Test func livenessBoundFollowsOverlappingRecoveries() throws {
+        func fault(_ id: Int, at: UInt64, recover: UInt64) -> Scenario.ReplicaFault {
+            var f = Scenario.ReplicaFault(behaviour: .crashRecover)
+            f.ids = [id]
+            f.at = at
+            f.recover = recover
+            return f
+        }
+        let second = Time.second
+        for order in [[0, 1], [1, 0]] {
+            let faults = [fault(0, at: 1 * second, recover: 3 * second), fault(5, at: 2 * second, recover: 5 * second)]
+            let sim = try Simulator(scenario: try tiny {
+                $0.network.loss = 0
+                $0.faults.replicas = order.map { faults[$0] }
+            })
+            let bound = Simulator.LivenessBound(sim)
+            let slack = sim.scenario.protocolSettings.retry + 8 * sim.hopBound
+            #expect(bound(start: second + second / 2) == 5 * second + slack)  // during the first crash: both
+            #expect(bound(start: second / 2) == second / 2 + slack)            // before either crash
+            #expect(bound(start: 6 * second) == 6 * second + slack)            // after both
+        }
+    }
+
     @Test func sameSeedSameBytesInProcessDifferentSeedDiffers() throws {
         func once(_ seed: UInt64) throws -> (RunReport, UInt64) {
             let sim = try Simulator(scenario: try tiny { $0.seed = seed }, traceEvery: 512)
