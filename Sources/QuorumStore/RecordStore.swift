@@ -7,14 +7,8 @@ import QuorumCrypto
 /// costs space, never a wrong answer. Iteration order is unspecified: sort before it reaches an
 /// output.
 public struct RecordStore: Sendable {
-    /// The first 8 bytes of a key, hashed by a 64-bit mixer rather than SipHash (keys are
-    /// uniformly distributed digests).
-    struct Prefix: Hashable, Sendable {
-        let value: UInt64
-        static func == (a: Prefix, b: Prefix) -> Bool { a.value == b.value }
-        func hash(into hasher: inout Hasher) { hasher.combine(value) }
-        func _rawHashValue(seed: Int) -> Int { Int(truncatingIfNeeded: mix64(value ^ UInt64(truncatingIfNeeded: seed))) }
-    }
+    /// The first 8 bytes of a key (keys are uniformly distributed digests).
+    typealias Prefix = MixedWord
 
     private var primary: [Prefix: StoredRecord] = [:]
     private var colliding: [Digest: StoredRecord] = [:]
@@ -24,7 +18,7 @@ public struct RecordStore: Sendable {
     public init() { prefixMask = .max }
     init(prefixMask: UInt64) { self.prefixMask = prefixMask }
 
-    @inline(__always) private func prefix(_ key: Digest) -> Prefix { Prefix(value: key.prefix64 & prefixMask) }
+    @inline(__always) private func prefix(_ key: Digest) -> Prefix { Prefix(key.prefix64 & prefixMask) }
 
     public var count: Int { primary.count + colliding.count }
     public var isEmpty: Bool { primary.isEmpty && colliding.isEmpty }

@@ -246,25 +246,21 @@ final class InvariantChecker {
     /// Outputs → positions (of spenders), at 12 bytes a slot for known outputs rather than 40:
     /// built at the run's memory peak, for every input of a million-payment run.
     private struct SpendMap {
-        /// A known output's 8-byte name, hashed by the 64-bit mixer rather than SipHash (the
-        /// end-of-run checks look up every input of the run two or three times).
-        struct Known: Hashable {
-            let id: UInt64
-            func _rawHashValue(seed: Int) -> Int { Int(truncatingIfNeeded: mix64(id ^ UInt64(truncatingIfNeeded: seed))) }
-        }
-        private var known: [Known: Int32]
+        /// Known outputs by their 8-byte names, hashed by the 64-bit mixer rather than SipHash
+        /// (the end-of-run checks look up every input of the run two or three times).
+        private var known: [MixedWord: Int32]
         private var unknown: [InputRef: Int32] = [:]
         init(capacity: Int) { known = Dictionary(minimumCapacity: capacity) }
         subscript(output: Output) -> Int32? {
             get {
                 switch output {
-                case let .known(id): return known[Known(id: id)]
+                case let .known(id): return known[MixedWord(id)]
                 case let .unknown(input): return unknown[input]
                 }
             }
             set {
                 switch output {
-                case let .known(id): known[Known(id: id)] = newValue
+                case let .known(id): known[MixedWord(id)] = newValue
                 case let .unknown(input): unknown[input] = newValue
                 }
             }
