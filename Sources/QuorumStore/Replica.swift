@@ -380,11 +380,11 @@ public struct Replica {
               let queued = repairQueues[peer]?.count else { return }
         // The peer usually misses nothing: then no set of the offered keys is built (it was
         // most of this function's ~5,000 instructions, once per offer).
-        let offered = missing.isEmpty ? [] : Set(repairQueues[peer]?.prefix(offer.count) ?? [])
+        let offered = missing.isEmpty ? nil : Set(repairQueues[peer]?.prefix(offer.count) ?? [])
         // In place: a copy of the queue held here would make removeFirst copy it.
         repairQueues.removeFirst(min(offer.count, queued), for: peer)
         repairOffers[peer] = nil
-        guard !missing.isEmpty else { return }
+        guard let offered else { return }
         let records = missing.prefix(offer.count).filter(offered.contains).compactMap { durable.store[$0] }
         var start = 0
         while start < records.count {
