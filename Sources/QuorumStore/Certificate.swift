@@ -154,11 +154,14 @@ public struct Certificate: Hashable, @unchecked Sendable {
                 && epoch == other.epoch && networkId == other.networkId
         }
 
+        /// The statement's canonical encoding (as `VoteStatement.encode`), from the fields inline.
+        func encodeStatement<W: ByteSink>(into w: inout W) {
+            VoteStatement.encode(networkId, epoch, group, type, key, valueHash, into: &w)
+        }
+
         /// The bytes a replica signs for this statement (as `VoteStatement.withSigningMessage`).
         func withSigningMessage<R>(_ use: (UnsafeRawBufferPointer) -> R) -> R {
-            ByteWriter.withFixed(tag: .vote, bodyBytes: VoteStatement.encodedSize, {
-                VoteStatement.encode(networkId, epoch, group, type, key, valueHash, into: &$0)
-            }, use)
+            ByteWriter.withFixed(tag: .vote, bodyBytes: VoteStatement.encodedSize, { encodeStatement(into: &$0) }, use)
         }
     }
 
@@ -295,8 +298,7 @@ public struct Certificate: Hashable, @unchecked Sendable {
     public var encodedSize: Int { VoteStatement.encodedSize + 1 + voteList.count * (4 + 64) }
 
     public func encode(into w: inout ByteWriter) {
-        let h = header
-        VoteStatement.encode(h.networkId, h.epoch, h.group, h.type, h.key, h.valueHash, into: &w)
+        header.encodeStatement(into: &w)
         let votes = voteList
         w.append(UInt8(truncatingIfNeeded: votes.count))
         for v in votes {
