@@ -22,18 +22,35 @@ public struct ReplicaSettings: Sendable, Hashable {
 /// is written to `durable` before the vote leaves), stores certified records, answers Q-RPC reads
 /// (§5) and repairs its group peers by offering what it stores.
 public struct Replica {
+    /// What a replica holds for one key it has locked, voted on or checked a redeem certificate of
+    /// while storing no certificate of it: one table entry for what were four tables keyed alike
+    /// (each a hash probe and, in a large run, a cache miss of its own on every Prepare and Commit).
+    public struct OpenKey: Sendable {
+        /// Durable: the value hash the key is locked to, where no certified redeem of the key is
+        /// stored with that value (a stored redeem locks its key to its own value without this:
+        /// it would repeat the store, a third of a big run's replica memory). Never overwritten
+        /// with another value.
+        public internal(set) var lock: Digest?
+        /// Durable: the value voted for but not yet known certified (answered to reads as a vote).
+        public internal(set) var voted: VotedValue?
+        /// Volatile: this replica's own signed vote, so a re-sent Prepare gets the same vote
+        /// without signing again.
+        var vote: (statement: VoteStatement, signature: Signature)?
+        /// Volatile: the spender of a redeem certificate of this key that was checked but is not
+        /// stored (a Prepare carried it before its Commit came).
+        var checkedSpender: Digest?
+
+        var isEmpty: Bool { lock == nil && voted == nil && vote == nil && checkedSpender == nil }
+    }
+
     /// State that survives a crash when locks are durable (PROTOCOL §4: "durably, before replying").
     public struct Durable: Sendable {
-        /// k → value hash this replica voted for, where no certified redeem of k is stored with
-        /// that value: a stored redeem locks its key to its own value without an entry here
-        /// (it would repeat the store, a third of a big run's replica memory). `lock(_:)` reads
-        /// both. Never overwritten with another value.
-        public internal(set) var locks: [Digest: Digest] = [:]
+        /// Keys with a lock, a pending vote or a checked certificate (see `OpenKey`; its volatile
+        /// fields are dropped when a replica restarts from this state).
+        public internal(set) var open: [Digest: OpenKey] = [:]
         /// Keys of redeems stored when volatile locks were lost (`losingLocks`): their stored
         /// value no longer locks them, as if the lock table had been wiped.
         public internal(set) var unlockedStored: Set<Digest> = []
-        /// Values voted for but not yet known certified (answered to reads as votes).
-        public internal(set) var voted: [Digest: VotedValue] = [:]
         /// Certified records held (own group's records and verified parents of prepares).
         public internal(set) var store = RecordStore()
 
@@ -41,9 +58,32 @@ public struct Replica {
 
         /// The value hash `key` is locked to: a lock entry, else a stored certified redeem's.
         public func lock(_ key: Digest) -> Digest? {
-            if let held = locks[key] { return held }
+            if let held = open[key]?.lock { return held }
+            return storedLock(key)
+        }
+
+        /// The lock a stored certified redeem of `key` holds, unless volatile locks were lost.
+        func storedLock(_ key: Digest) -> Digest? {
             guard case let .redeem(r) = store[key], unlockedStored.isEmpty || !unlockedStored.contains(key) else { return nil }
             return r.redeem.valueHash
+        }
+
+        /// The value voted for under `key` and not yet known certified.
+        public func voted(_ key: Digest) -> VotedValue? { open[key]?.voted }
+
+        /// Changes `key`'s entry in place (one probe, creating it if absent), removing it if
+        /// left empty.
+        @discardableResult
+        mutating func update<R>(_ key: Digest, _ change: (inout OpenKey) -> R) -> R {
+            var empty = false
+            func run(_ entry: inout OpenKey) -> R {
+                let result = change(&entry)
+                empty = entry.isEmpty
+                return result
+            }
+            let result = run(&open[key, default: OpenKey()])
+            if empty { open[key] = nil }
+            return result
         }
 
         /// What survives a crash of a replica that kept its locks in volatile memory (a fault the
@@ -51,10 +91,22 @@ public struct Replica {
         /// locks and pending votes are gone.
         public func losingLocks() -> Durable {
             var copy = self
-            copy.locks = [:]
-            copy.voted = [:]
+            copy.open = [:]
             for record in store.records where !unlockedStored.contains(record.key) {
                 if case .redeem = record { copy.unlockedStored.insert(record.key) }
+            }
+            return copy
+        }
+
+        /// Without what a restart loses (own vote signatures, checked certificates not stored).
+        func droppingVolatile() -> Durable {
+            guard open.values.contains(where: { $0.vote != nil || $0.checkedSpender != nil }) else { return self }
+            var copy = self
+            copy.open = open.compactMapValues { entry in
+                var kept = entry
+                kept.vote = nil
+                kept.checkedSpender = nil
+                return kept.isEmpty ? nil : kept
             }
             return copy
         }
@@ -70,11 +122,6 @@ public struct Replica {
     /// Keys of payments whose certificates this replica has checked but does not store (every
     /// stored payment was checked: `Verified` counts those too).
     private var verifiedPayments: Set<Digest> = []
-    /// Redeems (key → spender) whose certificates this replica has checked but does not store
-    /// (a Prepare carried them before their Commit came). Stored redeems are checked already.
-    private var verifiedRedeems: [Digest: Digest] = [:]
-    /// Our own vote signatures, so a re-sent Prepare gets the same vote without signing again.
-    private var signatures: [Digest: (VoteStatement, Signature)] = [:]
     /// Per group peer: keys of stored records not yet acknowledged by that peer, oldest first.
     private var repairQueues = RepairQueues()
     /// Per group peer: the outstanding offer (sequence number and how many keys it covered).
@@ -95,7 +142,7 @@ public struct Replica {
         self.context = context
         self.settings = settings
         self.meter = CryptoMeter(context.verifier)
-        self.durable = durable
+        self.durable = durable.droppingVolatile()
     }
 
     /// The replica's `VerifiedPayments`: stored payments, and checked ones it does not store.
@@ -195,9 +242,19 @@ public struct Replica {
             return reject(.redeem, key, .invalid, to: sender, into: &out)
         }
         let valueHash = redeem.valueHash
-        guard lock([key], to: valueHash) else { return reject(.redeem, key, .conflict, to: sender, into: &out) }
-        if durable.voted[key] == nil, durable.store[key] == nil { durable.voted[key] = .redeem(redeem) }
-        vote(.redeem, key: key, valueHash: valueHash, group: group, to: sender, into: &out)
+        let statement = context.statement(.redeem, key: key, valueHash: valueHash, group: group.id)
+        let stored = durable.store[key]
+        let storedLock = stored == nil ? nil : durable.storedLock(key)
+        let signer = signer, meter = meter
+        // One probe of the key's entry for the lock, the pending vote and the signature.
+        let signature: Signature? = durable.update(key) { entry in
+            if let held = entry.lock ?? storedLock, held != valueHash { return nil }
+            if entry.lock == nil, storedLock == nil { entry.lock = valueHash }
+            if entry.voted == nil, stored == nil { entry.voted = .redeem(redeem) }
+            return Replica.sign(statement, in: &entry, signer: signer, meter: meter)
+        }
+        guard let signature else { return reject(.redeem, key, .conflict, to: sender, into: &out) }
+        out.send(.vote(statement, Vote(replica: id, signature: signature)), to: sender)
     }
 
     private mutating func preparePayment(_ payment: Payment, parents: [CertifiedPayment], redeems: [CertifiedRedeem],
@@ -217,8 +274,7 @@ public struct Replica {
             }
             guard verifyRedeem(certified) else { return reject(.payment, key, .invalid, to: sender, into: &out) }
         }
-        if durable.voted[key] == nil, durable.store[key] == nil { durable.voted[key] = .payment(payment) }
-        vote(.payment, key: key, valueHash: key, group: group, to: sender, into: &out)
+        vote(.payment, key: key, valueHash: key, group: group, voted: .payment(payment), to: sender, into: &out)
     }
 
     private mutating func prepareBatch(_ payment: Payment, parents: [CertifiedPayment], redeems: [Redeem],
@@ -245,11 +301,10 @@ public struct Replica {
         guard lock(redeemKeys, to: Redeem.valueHash(spender: key)) else {
             return reject(.batch, key, .conflict, to: sender, into: &out)
         }
-        for redeem in redeems where durable.voted[redeem.key] == nil && durable.store[redeem.key] == nil {
-            durable.voted[redeem.key] = .redeem(redeem)
+        for redeem in redeems where durable.store[redeem.key] == nil {
+            durable.update(redeem.key) { entry in if entry.voted == nil { entry.voted = .redeem(redeem) } }
         }
-        if durable.voted[key] == nil, durable.store[key] == nil { durable.voted[key] = .payment(payment) }
-        vote(.batch, key: key, valueHash: key, group: group, to: sender, into: &out)
+        vote(.batch, key: key, valueHash: key, group: group, voted: .payment(payment), to: sender, into: &out)
     }
 
     /// Shape, parents and balance of a payment. On success every parent an input names has been
@@ -284,10 +339,11 @@ public struct Replica {
         if case let .redeem(stored) = durable.store[certified.key], stored.redeem.spender == certified.redeem.spender {
             return true
         }
-        if verifiedRedeems[certified.key] == certified.redeem.spender { return true }
+        let spender = certified.redeem.spender
+        if durable.open[certified.key]?.checkedSpender == spender { return true }
         let context = context, meter = meter
         guard withVerified({ (try? context.verify(certified, meter: meter, verified: &$0)) != nil }) else { return false }
-        verifiedRedeems[certified.key] = certified.redeem.spender
+        durable.update(certified.key) { $0.checkedSpender = spender }
         return true
     }
 
@@ -296,22 +352,29 @@ public struct Replica {
         for key in keys {
             if let held = durable.lock(key), held != valueHash { return false }
         }
-        for key in keys where durable.lock(key) == nil { durable.locks[key] = valueHash }
+        for key in keys where durable.lock(key) == nil { durable.update(key) { $0.lock = valueHash } }
         return true
     }
 
-    private mutating func vote(_ type: RecordType, key: Digest, valueHash: Digest, group: Group,
+    /// Votes for `key`, remembering `value` as voted for unless the key is stored or has one.
+    private mutating func vote(_ type: RecordType, key: Digest, valueHash: Digest, group: Group, voted value: VotedValue,
                                to sender: NodeID, into out: inout Outbox) {
         let statement = context.statement(type, key: key, valueHash: valueHash, group: group.id)
-        let signature: Signature
-        if let (cached, sig) = signatures[key], cached == statement {
-            signature = sig
-        } else {
-            let signer = signer, meter = meter
-            signature = statement.withSigningMessage { meter.sign(bytes: $0, with: signer) }
-            signatures[key] = (statement, signature)
+        let unstored = durable.store[key] == nil
+        let signer = signer, meter = meter
+        let signature = durable.update(key) { entry in
+            if entry.voted == nil, unstored { entry.voted = value }
+            return Replica.sign(statement, in: &entry, signer: signer, meter: meter)
         }
         out.send(.vote(statement, Vote(replica: id, signature: signature)), to: sender)
+    }
+
+    /// The entry's own signature of `statement`, signed once.
+    private static func sign(_ statement: VoteStatement, in entry: inout OpenKey, signer: any Signer, meter: CryptoMeter) -> Signature {
+        if let cached = entry.vote, cached.statement == statement { return cached.signature }
+        let signature = statement.withSigningMessage { meter.sign(bytes: $0, with: signer) }
+        entry.vote = (statement, signature)
+        return signature
     }
 
     private mutating func reject(_ type: RecordType, _ key: Digest, _ reason: RejectReason, to sender: NodeID,
@@ -336,24 +399,24 @@ public struct Replica {
             guard withVerified({ (try? context.verify(record, meter: meter, verified: &$0)) != nil }) else { return false }
         }
         durable.store.insert(record)
-        durable.voted[key] = nil
-        signatures[key] = nil
-        switch record {
-        case let .redeem(r):
-            verifiedRedeems[key] = nil
-            // The stored value now locks the key; an entry for the same value is redundant (one
-            // for another value stays: locks are never overwritten).
-            if durable.locks[key] == r.redeem.valueHash { durable.locks[key] = nil }
-        case .payment:
-            verifiedPayments.remove(key)
+        // Certified: no pending vote, signature or checked certificate is needed any more. The
+        // stored value now locks the key; a lock for the same value is redundant (one for
+        // another value stays: locks are never overwritten).
+        if var entry = durable.open.removeValue(forKey: key) {
+            entry.voted = nil
+            entry.vote = nil
+            entry.checkedSpender = nil
+            if case let .redeem(r) = record, entry.lock == r.redeem.valueHash { entry.lock = nil }
+            if !entry.isEmpty { durable.open[key] = entry }
         }
+        if case .payment = record { verifiedPayments.remove(key) }
         enqueueRepair(key, group: group, now: now, into: &out)
         return true
     }
 
     private func readResult(_ type: RecordType, _ key: Digest) -> ReadResult {
         if let record = durable.store[key] { return .certified(record) }
-        if let value = durable.voted[key], let (statement, signature) = signatures[key] {
+        if let entry = durable.open[key], let value = entry.voted, let (statement, signature) = entry.vote {
             return .vote(value, statement, Vote(replica: id, signature: signature))
         }
         return .notFound
@@ -401,8 +464,7 @@ public struct Replica {
             (name, d.count, d.capacity, MemoryLayout<K>.stride + MemoryLayout<V>.stride)
         }
         return durable.store.tableSizes + [
-            row("locks", durable.locks), row("voted", durable.voted),
-            row("signatures", signatures), row("verifiedRedeems", verifiedRedeems),
+            row("open keys (locks, votes, signatures, checked redeems)", durable.open),
             ("verifiedPayments", verifiedPayments.count, verifiedPayments.capacity, MemoryLayout<Digest>.stride),
             ("repairQueues (keys)", repairQueues.sizes.count, repairQueues.sizes.capacity, MemoryLayout<Digest>.stride),
         ]
