@@ -115,9 +115,11 @@ extension Simulator {
             honestReplicas: (0..<replicaCount).filter { !faults.isByzantine($0) },
             storedRecords: { [replicas] i in replicas[i].durable.store.records },
             holds: { [replicas] i, key in replicas[i].durable.store[key] != nil },
-            honestPayments: AnySequence(records.lazy.filter { $0.isHonest && !attackers.contains(Int($0.payer)) }.map { [bound = LivenessBound(self)] r in
-                (key: r.key, issued: r.started, certified: r.certified, bound: bound(start: r.started))
-            }),
+            honestPayments: { [records, bound = LivenessBound(self)] visit in
+                for r in records where r.isHonest && (attackers.isEmpty || !attackers.contains(Int(r.payer))) {
+                    visit((key: r.key, issued: r.started, certified: r.certified, bound: bound(start: r.started)))
+                }
+            },
             end: endTime,
             lockedHonest: lockedFunds.filter { !attackers.contains($0.principal) && $0.reason.hasPrefix("refused") },
             recoveredUnfinished: unfinishedRecovered,

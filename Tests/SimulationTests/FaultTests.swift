@@ -92,7 +92,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         sim.run()
         #expect(sim.runViolations.isEmpty)
         let world = InvariantChecker.World(
-            honestReplicas: [], storedRecords: { _ in [] }, holds: { _, _ in false }, honestPayments: AnySequence([]), end: sim.endTime, lockedHonest: [], recoveredUnfinished: [],
+            honestReplicas: [], storedRecords: { _ in [] }, holds: { _, _ in false }, honestPayments: { _ in }, end: sim.endTime, lockedHonest: [], recoveredUnfinished: [],
             stuckHonestReplicas: [], repairDeadline: nil, groupMembers: { _ in [] }, honestLive: { _ in true }, committedAt: { _ in nil })
         return (sim, world)
     }
@@ -147,6 +147,35 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         #expect(fails(sim, world) == ["S9"])
     }
 
+    /// S9 judges every replica's store, though the replicas of a group share record objects (a
+    /// memo of verdicts by key would carry one store's verdict to another): the same payment
+    /// under a forged certificate fails at the replica holding it, whichever replica comes
+    /// first, and a bad record held twice fails at both.
+    @Test func s9JudgesSharedRecordsPerReplica() throws {
+        let (sim, base) = try setUp()
+        var found: CertifiedPayment?
+        search: for replica in sim.replicas {
+            for k in replica.durable.store.keys.sorted() {
+                if case let .payment(p)? = replica.durable.store[k], case .certificate = p.proof { found = p; break search }
+            }
+        }
+        let good = try #require(found)
+        let forged = StoredRecord.payment(CertifiedPayment(payment: good.payment, proof: .certificate(Certificate(
+            statement: sim.context.statement(.payment, key: good.key, valueHash: good.key, group: GroupID(raw: 0)), votes: []))))
+        func flagged(_ stores: [[StoredRecord]]) -> [String] {
+            var world = base
+            world.honestReplicas = Array(stores.indices)
+            world.storedRecords = { stores[$0] }
+            let checker = InvariantChecker(context: sim.context)
+            return checker.finish(world).filter { $0.invariant == "S9" }.map(\.detail).sorted()
+        }
+        let bad = "stores \(good.key) with an invalid certificate"
+        #expect(flagged([[.payment(good)], [.payment(good)]]).isEmpty)
+        #expect(flagged([[.payment(good)], [forged]]) == ["replica 1 \(bad)"])
+        #expect(flagged([[forged], [.payment(good)]]) == ["replica 0 \(bad)"])
+        #expect(flagged([[forged], [.payment(good)], [forged]]) == ["replica 0 \(bad)", "replica 2 \(bad)"])
+    }
+
     @Test func livenessCheckersFire() throws {
         let (sim, base) = try setUp()
         let key = sim.records[0].key
@@ -163,7 +192,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         world.stuckHonestReplicas = [2]
         #expect(fails(sim, world) == ["L6"])
         world = base
-        world.honestPayments = AnySequence([(key, 0, PaymentRecord.never, 5)])
+        world.honestPayments = { $0((key, 0, PaymentRecord.never, 5)) }
         #expect(fails(sim, world) == ["L1"])
         // L3: a certified, committed payment missing at an honest member of its group.
         let checker = InvariantChecker(context: sim.context)
