@@ -226,6 +226,8 @@ public struct Certificate: Hashable, @unchecked Sendable {
         }
     }
     private var storage: Storage
+    /// The shared buffer's identity (see `StoredRecord.identity`).
+    var storageIdentity: ObjectIdentifier { ObjectIdentifier(storage) }
 
     public init(statement: VoteStatement, votes: [Vote]) {
         storage = .make(statement, votes)

@@ -109,6 +109,49 @@ public enum StoredRecord: Hashable, Sendable {
         case let .redeem(r): return r.redeem.owner
         }
     }
+
+    /// The objects this record is made of (its payment or redeem, its certificate's buffer, a
+    /// batch proof's payment and certificate): two records with one identity are the same
+    /// immutable objects, so a check of one holds for the other while both are alive. Reading it
+    /// follows no reference.
+    public var identity: Identity {
+        switch self {
+        case let .payment(p):
+            return Identity(record: ObjectIdentifier(p.payment), proof: p.proof.storageIdentity, batchProof: nil, batch: false)
+        case let .redeem(r):
+            switch r.proof {
+            case let .certificate(c):
+                return Identity(record: ObjectIdentifier(r.redeem), proof: c.storageIdentity, batchProof: nil, batch: false)
+            case let .batch(p):
+                return Identity(record: ObjectIdentifier(r.redeem), proof: ObjectIdentifier(p.payment),
+                                batchProof: p.proof.storageIdentity, batch: true)
+            }
+        }
+    }
+
+    /// See `identity`. Hashed with the 64-bit mixer: its words are addresses.
+    public struct Identity: Hashable, Sendable {
+        let record: ObjectIdentifier
+        let proof: ObjectIdentifier?
+        let batchProof: ObjectIdentifier?
+        let batch: Bool
+
+        public func _rawHashValue(seed: Int) -> Int {
+            func word(_ o: ObjectIdentifier?) -> UInt64 { o.map { UInt64(UInt(bitPattern: $0)) } ?? 0 }
+            var h = mix64(word(record) ^ UInt64(truncatingIfNeeded: seed))
+            h = mix64(h ^ word(proof))
+            h = mix64(h ^ word(batchProof) ^ (batch ? 1 : 0))
+            return Int(truncatingIfNeeded: h)
+        }
+    }
+}
+
+extension PaymentProof {
+    /// The certificate's shared buffer; nil for genesis.
+    var storageIdentity: ObjectIdentifier? {
+        if case let .certificate(c) = self { return c.storageIdentity }
+        return nil
+    }
 }
 
 /// Why a certified record was refused.

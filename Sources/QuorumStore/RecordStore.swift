@@ -51,6 +51,13 @@ public struct RecordStore: Sendable {
     /// Every record, in no particular order.
     public var records: [StoredRecord] { Array(primary.values) + Array(colliding.values) }
 
+    /// Calls `body` with every record, in no particular order, without collecting them (a
+    /// caller that only looks at a record's references reads none of the records themselves).
+    public func forEach(_ body: (StoredRecord) -> Void) {
+        for record in primary.values { body(record) }
+        for record in colliding.values { body(record) }
+    }
+
     /// Every key, in no particular order.
     public var keys: [Digest] { records.map(\.key) }
 

@@ -113,7 +113,7 @@ extension Simulator {
         let stuck = (0..<replicaCount).filter { !faults.isFaulty($0) && cpu[$0].busyUntil > endTime &+ 10 * Time.second }
         let world = InvariantChecker.World(
             honestReplicas: (0..<replicaCount).filter { !faults.isByzantine($0) },
-            storedRecords: { [replicas] i in replicas[i].durable.store.records },
+            storedRecords: { [replicas] i, visit in replicas[i].durable.store.forEach(visit) },
             holds: { [replicas] i, key in replicas[i].durable.store[key] != nil },
             honestPayments: { [records, bound = LivenessBound(self)] visit in
                 for r in records where r.isHonest && (attackers.isEmpty || !attackers.contains(Int(r.payer))) {

@@ -92,7 +92,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         sim.run()
         #expect(sim.runViolations.isEmpty)
         let world = InvariantChecker.World(
-            honestReplicas: [], storedRecords: { _ in [] }, holds: { _, _ in false }, honestPayments: { _ in }, end: sim.endTime, lockedHonest: [], recoveredUnfinished: [],
+            honestReplicas: [], storedRecords: { _, _ in }, holds: { _, _ in false }, honestPayments: { _ in }, end: sim.endTime, lockedHonest: [], recoveredUnfinished: [],
             stuckHonestReplicas: [], repairDeadline: nil, groupMembers: { _ in [] }, honestLive: { _ in true }, committedAt: { _ in nil })
         return (sim, world)
     }
@@ -117,7 +117,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
                                       proof: .certificate(Certificate(statement: sim.context.statement(.payment, key: .zero, valueHash: .zero, group: GroupID(raw: 0)), votes: [])))
         var world = base
         world.honestReplicas = [0]
-        world.storedRecords = { _ in [.payment(forged)] }
+        world.storedRecords = { _, visit in visit(.payment(forged)) }
         #expect(fails(sim, world) == ["S9"])
     }
 
@@ -139,11 +139,11 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         let (good, bad) = try #require(pair)
         var world = base
         world.honestReplicas = [0]
-        world.storedRecords = { _ in [good] }
+        world.storedRecords = { _, visit in [good].forEach(visit) }
         #expect(fails(sim, world).isEmpty)
-        world.storedRecords = { _ in [good, bad] }
+        world.storedRecords = { _, visit in [good, bad].forEach(visit) }
         #expect(fails(sim, world) == ["S9"])
-        world.storedRecords = { _ in [bad, good] }
+        world.storedRecords = { _, visit in [bad, good].forEach(visit) }
         #expect(fails(sim, world) == ["S9"])
     }
 
@@ -165,7 +165,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         func flagged(_ stores: [[StoredRecord]]) -> [String] {
             var world = base
             world.honestReplicas = Array(stores.indices)
-            world.storedRecords = { stores[$0] }
+            world.storedRecords = { stores[$0].forEach($1) }
             let checker = InvariantChecker(context: sim.context)
             return checker.finish(world).filter { $0.invariant == "S9" }.map(\.detail).sorted()
         }
