@@ -94,9 +94,13 @@ extension Simulator {
         // replayed payment) takes its last committed record's time, kept aside. (A full map of
         // a million keys would be built at the run's memory peak.)
         var laterCommitted = [Digest: UInt64]()
-        for (i, r) in records.enumerated() {
-            if r.committed != PaymentRecord.never, let first = recordIndex[r.key], Int(first) != i {
-                laterCommitted[r.key] = r.committed
+        // Only when some key was recorded twice: otherwise the index has an entry per record and
+        // the pass would be a look-up per payment for nothing.
+        if recordIndex.count < records.count {
+            for (i, r) in records.enumerated() {
+                if r.committed != PaymentRecord.never, let first = recordIndex[r.key], Int(first) != i {
+                    laterCommitted[r.key] = r.committed
+                }
             }
         }
         let recoveredKeys = Set(recovered)

@@ -350,7 +350,7 @@ final class InvariantChecker {
         }
         // S7: no certified payment has an invalid ancestor (one breaking S4, S5 or S6, or missing).
         var tainted = invalid
-        var changed = true
+        var changed = !invalid.isEmpty  // nothing invalid, nothing tainted: no pass over the DAG
         while changed {  // a fixpoint over the DAG, bounded by its size
             changed = false
             for (record, seen) in paymentList where !tainted.contains(record.key) {
