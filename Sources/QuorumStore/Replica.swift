@@ -241,20 +241,10 @@ public struct Replica {
         do { try context.rules.checkRedeem(redeem, parent: parent.payment, verifier: meter) } catch {
             return reject(.redeem, key, .invalid, to: sender, into: &out)
         }
-        let valueHash = redeem.valueHash
-        let statement = context.statement(.redeem, key: key, valueHash: valueHash, group: group.id)
-        let stored = durable.store[key]
-        let storedLock = stored == nil ? nil : durable.storedLock(key)
-        let signer = signer, meter = meter
-        // One probe of the key's entry for the lock, the pending vote and the signature.
-        let signature: Signature? = durable.update(key) { entry in
-            if let held = entry.lock ?? storedLock, held != valueHash { return nil }
-            if entry.lock == nil, storedLock == nil { entry.lock = valueHash }
-            if entry.voted == nil, stored == nil { entry.voted = .redeem(redeem) }
-            return Replica.sign(statement, in: &entry, signer: signer, meter: meter)
+        guard vote(.redeem, key: key, valueHash: redeem.valueHash, group: group, voted: .redeem(redeem), locking: true,
+                   to: sender, into: &out) else {
+            return reject(.redeem, key, .conflict, to: sender, into: &out)
         }
-        guard let signature else { return reject(.redeem, key, .conflict, to: sender, into: &out) }
-        out.send(.vote(statement, Vote(replica: id, signature: signature)), to: sender)
     }
 
     private mutating func preparePayment(_ payment: Payment, parents: [CertifiedPayment], redeems: [CertifiedRedeem],
@@ -274,7 +264,7 @@ public struct Replica {
             }
             guard verifyRedeem(certified) else { return reject(.payment, key, .invalid, to: sender, into: &out) }
         }
-        vote(.payment, key: key, valueHash: key, group: group, voted: .payment(payment), to: sender, into: &out)
+        vote(.payment, key: key, valueHash: key, group: group, voted: .payment(payment), locking: false, to: sender, into: &out)
     }
 
     private mutating func prepareBatch(_ payment: Payment, parents: [CertifiedPayment], redeems: [Redeem],
@@ -304,7 +294,7 @@ public struct Replica {
         for redeem in redeems where durable.store[redeem.key] == nil {
             durable.update(redeem.key) { entry in if entry.voted == nil { entry.voted = .redeem(redeem) } }
         }
-        vote(.batch, key: key, valueHash: key, group: group, voted: .payment(payment), to: sender, into: &out)
+        vote(.batch, key: key, valueHash: key, group: group, voted: .payment(payment), locking: false, to: sender, into: &out)
     }
 
     /// Shape, parents and balance of a payment. On success every parent an input names has been
@@ -357,16 +347,27 @@ public struct Replica {
     }
 
     /// Votes for `key`, remembering `value` as voted for unless the key is stored or has one.
+    /// With `locking`, first locks the key to `valueHash` (as `lock(_:to:)` does for one key) and
+    /// returns false, voting for nothing, if it is locked to another value. The lock, the pending
+    /// vote and the signature are one probe of the key's entry.
+    @discardableResult
     private mutating func vote(_ type: RecordType, key: Digest, valueHash: Digest, group: Group, voted value: VotedValue,
-                               to sender: NodeID, into out: inout Outbox) {
+                               locking: Bool, to sender: NodeID, into out: inout Outbox) -> Bool {
         let statement = context.statement(type, key: key, valueHash: valueHash, group: group.id)
-        let unstored = durable.store[key] == nil
+        let stored = durable.store[key]
+        let storedLock = locking && stored != nil ? durable.storedLock(key) : nil
         let signer = signer, meter = meter
-        let signature = durable.update(key) { entry in
-            if entry.voted == nil, unstored { entry.voted = value }
+        let signature: Signature? = durable.update(key) { entry in
+            if locking {
+                if let held = entry.lock ?? storedLock, held != valueHash { return nil }
+                if entry.lock == nil, storedLock == nil { entry.lock = valueHash }
+            }
+            if entry.voted == nil, stored == nil { entry.voted = value }
             return Replica.sign(statement, in: &entry, signer: signer, meter: meter)
         }
+        guard let signature else { return false }
         out.send(.vote(statement, Vote(replica: id, signature: signature)), to: sender)
+        return true
     }
 
     /// The entry's own signature of `statement`, signed once.
