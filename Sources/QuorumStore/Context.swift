@@ -117,30 +117,32 @@ public enum StoredRecord: Hashable, Sendable {
     public var identity: Identity {
         switch self {
         case let .payment(p):
-            return Identity(record: ObjectIdentifier(p.payment), proof: p.proof.storageIdentity, batchProof: nil, batch: false)
+            return Identity(record: ObjectIdentifier(p.payment), proof: p.proof.storageIdentity, batchProof: nil)
         case let .redeem(r):
             switch r.proof {
             case let .certificate(c):
-                return Identity(record: ObjectIdentifier(r.redeem), proof: c.storageIdentity, batchProof: nil, batch: false)
+                return Identity(record: ObjectIdentifier(r.redeem), proof: c.storageIdentity, batchProof: nil)
             case let .batch(p):
                 return Identity(record: ObjectIdentifier(r.redeem), proof: ObjectIdentifier(p.payment),
-                                batchProof: p.proof.storageIdentity, batch: true)
+                                batchProof: p.proof.storageIdentity)
             }
         }
     }
 
-    /// See `identity`. Hashed with the 64-bit mixer: its words are addresses.
+    /// See `identity`. Hashed with the 64-bit mixer: its words are addresses. (A batch proof
+    /// needs no flag: its `proof` is a payment, never a certificate buffer.)
     public struct Identity: Hashable, Sendable {
         let record: ObjectIdentifier
+        /// The certificate's buffer, or a batch proof's payment.
         let proof: ObjectIdentifier?
+        /// A batch proof's certificate buffer.
         let batchProof: ObjectIdentifier?
-        let batch: Bool
 
         public func _rawHashValue(seed: Int) -> Int {
             func word(_ o: ObjectIdentifier?) -> UInt64 { o.map { UInt64(UInt(bitPattern: $0)) } ?? 0 }
             var h = mix64(word(record) ^ UInt64(truncatingIfNeeded: seed))
             h = mix64(h ^ word(proof))
-            h = mix64(h ^ word(batchProof) ^ (batch ? 1 : 0))
+            h = mix64(h ^ word(batchProof))
             return Int(truncatingIfNeeded: h)
         }
     }

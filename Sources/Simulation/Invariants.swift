@@ -416,9 +416,9 @@ final class InvariantChecker {
             // In store order (unspecified), each record checked on its own (a memo of payments
             // already checked by key, unlike the memo of identical objects above, would let a
             // batch redeem's embedded spender pass on the strength of another record with its
-            // key, depending on which came first), and the one reported
-            // is the smallest bad key: so nothing here needs the store sorted (sorting every
-            // replica's records was 4 % of a run's instructions).
+            // key, depending on which came first), and the one reported is the smallest bad key:
+            // so nothing here needs the store sorted (sorting every replica's records was 4 % of
+            // a run's instructions).
             var firstBad: Digest?
             world.storedRecords(replica) { r in
                 let identity = r.identity
