@@ -3,12 +3,25 @@ import CSodium
 /// A domain-separation tag: every hash in QuorumCoin is `BLAKE2b-256(len(tag) ‖ tag ‖ data)`, so
 /// a payment key can never equal a redeem key or a vote message (PROTOCOL §2).
 public struct DomainTag: Sendable, Hashable {
-    public let bytes: [UInt8]
+    /// The tag's text, a compile-time constant: no tag is a heap object, so hashing retains
+    /// nothing shared (the threads of a partitioned run hash at once, and release builds count
+    /// references without atomic instructions: a shared array's count would be raced on).
+    @usableFromInline let text: StaticString
+
     public init(_ text: StaticString) {
-        let count = text.utf8CodeUnitCount
-        self.bytes = text.withUTF8Buffer { Array($0) }
-        precondition(count < 256)  // compile-time constants only
+        precondition(text.utf8CodeUnitCount < 256 && text.hasPointerRepresentation)  // compile-time constants only
+        self.text = text
     }
+
+    /// The tag's bytes (a new array: hashing code uses `withBytes`).
+    public var bytes: [UInt8] { withBytes { Array($0) } }
+    public var count: Int { text.utf8CodeUnitCount }
+
+    /// Calls `body` with the tag's bytes, in place.
+    @inlinable public func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R { text.withUTF8Buffer(body) }
+
+    public static func == (a: DomainTag, b: DomainTag) -> Bool { a.withBytes { x in b.withBytes { y in x.elementsEqual(y) } } }
+    public func hash(into hasher: inout Hasher) { withBytes { hasher.combine(bytes: UnsafeRawBufferPointer($0)) } }
 
     /// Payment key `K = H("qc/pay", body)`.
     public static let payment = DomainTag("qc/pay")

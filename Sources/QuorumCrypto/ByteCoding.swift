@@ -49,9 +49,9 @@ public struct ByteWriter: ByteSink, Sendable {
     /// A writer whose output starts with the domain prefix `len(tag) ‖ tag`, ready to be hashed.
     public init(tag: DomainTag, capacity: Int = 64) {
         bytes = []
-        bytes.reserveCapacity(1 + tag.bytes.count + capacity)
-        bytes.append(UInt8(truncatingIfNeeded: tag.bytes.count))
-        bytes.append(contentsOf: tag.bytes)
+        bytes.reserveCapacity(1 + tag.count + capacity)
+        bytes.append(UInt8(truncatingIfNeeded: tag.count))
+        tag.withBytes { bytes.append(contentsOf: $0) }
     }
 
     public mutating func append(_ v: UInt8) { bytes.append(v) }
@@ -81,13 +81,12 @@ extension ByteWriter {
     /// array (every new array paid a runtime metadata lookup, ~500 instructions).
     @inlinable public static func withFixed<R>(tag: DomainTag, bodyBytes: Int, _ body: (inout FixedWriter) -> Void,
                                               _ use: (UnsafeRawBufferPointer) -> R) -> R {
-        let tagBytes = tag.bytes
-        let count = 1 + tagBytes.count + bodyBytes
+        let count = 1 + tag.count + bodyBytes
         return withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { buffer in
             guard let base = buffer.baseAddress else { return use(UnsafeRawBufferPointer(buffer)) }
             var w = FixedWriter(base: base, capacity: count)
-            w.append(UInt8(truncatingIfNeeded: tagBytes.count))
-            tagBytes.withUnsafeBytes { w.appendRaw($0) }
+            w.append(UInt8(truncatingIfNeeded: tag.count))
+            tag.withBytes { w.appendRaw(UnsafeRawBufferPointer($0)) }
             body(&w)
             return use(UnsafeRawBufferPointer(start: base, count: w.offset))
         }

@@ -233,11 +233,20 @@ public final class ProtocolContext {
     /// type, key and value, W…n votes from distinct members, every signature valid. Bounded by n.
     public func verify(_ certificate: Certificate, types: [RecordType], key: Digest, valueHash: Digest,
                        group: Group, meter: CryptoMeter) throws(CertificateError) {
+        try verify(certificate, typeMask: types.reduce(0) { $0 | ProtocolContext.mask($1) }, key: key, valueHash: valueHash,
+                   group: group, meter: meter)
+    }
+
+    /// A set of record types as bits (`1 << rawValue`).
+    static func mask(_ type: RecordType) -> UInt8 { 1 << (type.rawValue & 7) }
+
+    func verify(_ certificate: Certificate, typeMask: UInt8, key: Digest, valueHash: Digest,
+                group: Group, meter: CryptoMeter) throws(CertificateError) {
         let s = certificate.header
         guard s.networkId == networkId else { throw .wrongNetwork(s.networkId) }
         guard s.epoch == epoch else { throw .wrongEpoch(s.epoch) }
         guard s.group == group.id else { throw .wrongGroup(s.group) }
-        guard types.contains(s.type) else { throw .wrongType(s.type) }
+        guard typeMask & ProtocolContext.mask(s.type) != 0 else { throw .wrongType(s.type) }
         guard s.key == key else { throw .wrongKey(s.key) }
         guard s.valueHash == valueHash else { throw .wrongValue(s.valueHash) }
         let votes = certificate.voteList
@@ -270,8 +279,10 @@ public final class ProtocolContext {
     }
 
     /// Certificate types that prove a payment or a redeem (built once, not per check).
-    static let paymentProofTypes: [RecordType] = [.payment, .batch]
-    static let redeemProofTypes: [RecordType] = [.redeem]
+    /// (Bit masks, not arrays: a shared array would be reference-counted by every check, from
+    /// every thread of a partitioned run.)
+    static let paymentProofTypes: UInt8 = mask(.payment) | mask(.batch)
+    static let redeemProofTypes: UInt8 = mask(.redeem)
 
     /// A payment's proof: a configured genesis payment, or a `payment`/`batch` certificate on (K, K)
     /// from G(payer).
@@ -284,7 +295,7 @@ public final class ProtocolContext {
         case .genesis:
             guard genesis.contains(key) else { throw .notGenesis(key) }
         case let .certificate(certificate):
-            try verify(certificate, types: ProtocolContext.paymentProofTypes, key: key, valueHash: key,
+            try verify(certificate, typeMask: ProtocolContext.paymentProofTypes, key: key, valueHash: key,
                        group: group(of: record.payment.payer), meter: meter)
         }
         verified.markVerified(key)
@@ -298,7 +309,7 @@ public final class ProtocolContext {
         switch record.proof {
         case let .certificate(certificate):
             do {
-                try verify(certificate, types: ProtocolContext.redeemProofTypes, key: redeem.key, valueHash: redeem.valueHash,
+                try verify(certificate, typeMask: ProtocolContext.redeemProofTypes, key: redeem.key, valueHash: redeem.valueHash,
                            group: group(of: redeem.owner), meter: meter)
             } catch { throw .certificate(error) }
         case let .batch(spender):

@@ -82,6 +82,10 @@ public enum Message: Hashable, Sendable {
 
     public static let kinds = ["prepareRedeem", "preparePayment", "prepareBatch", "vote", "reject", "commit",
                                "ack", "read", "readReply", "repairOffer", "repairRequest", "gossip", "handOver"]
+    /// `kinds.count`, as a constant: counting tables are built by each thread of a partitioned
+    /// run, and reading the shared `kinds` array from several threads at once would race on its
+    /// (non-atomic, in release builds) reference count.
+    public static let kindCount = 13
 }
 
 /// Caps on decoded messages: every count is checked before anything is allocated for it.

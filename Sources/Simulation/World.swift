@@ -127,8 +127,8 @@ struct Metrics {
     var failed: [Int] = []
     /// Messages handled per (bucket, load group), flattened.
     var load: [Int] = []
-    var messages = [Int](repeating: 0, count: Message.kinds.count)
-    var bytes = [Int](repeating: 0, count: Message.kinds.count)
+    var messages = [Int](repeating: 0, count: Message.kindCount)
+    var bytes = [Int](repeating: 0, count: Message.kindCount)
     var skipped = 0
     var rejectedAtPayee = 0
     /// Payee validations by payment depth: count, total and largest simulated time from the

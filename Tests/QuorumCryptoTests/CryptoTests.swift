@@ -243,3 +243,16 @@ let rfc8032: [(seed: String, publicKey: String, message: String, signature: Stri
         #expect(deck.sorted() == Array(0..<50) && deck != Array(0..<50))
     }
 }
+
+@Suite struct DomainTagTests {
+    /// A tag hashes as `len(tag) ‖ tag ‖ data` from its static text, and tags compare by text.
+    @Test func tagsPrefixTheirLengthAndCompareByText() {
+        let data: [UInt8] = [1, 2, 3]
+        #expect(Blake2b.hash(.payment, data) == Blake2b.digest([6] + Array("qc/pay".utf8) + data))
+        #expect(Blake2b.hash(.payment, bodyBytes: 3) { $0.append(UInt8(1)); $0.append(UInt8(2)); $0.append(UInt8(3)) }
+                == Blake2b.hash(.payment, data))
+        #expect(DomainTag("qc/pay") == .payment && DomainTag.payment != .redeem)
+        #expect(Set([DomainTag.payment, DomainTag("qc/pay"), .vote]).count == 2)
+        #expect(DomainTag.redeemSignature.bytes == Array("qc/rsig".utf8) && DomainTag.redeemSignature.count == 7)
+    }
+}

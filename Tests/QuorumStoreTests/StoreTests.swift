@@ -3,6 +3,13 @@ import QuorumCrypto
 import QuorumLedger
 @testable import QuorumStore
 
+@Suite struct MessageKindTests {
+    /// The constant count the simulator's tables use matches the kinds and their indices.
+    @Test func kindCountMatchesTheKinds() {
+        #expect(Message.kindCount == Message.kinds.count)
+    }
+}
+
 @Suite struct QuorumArithmeticTests {
     /// For every valid (n, f): two write quorums share an honest replica, writes stay live with f
     /// silent, and a read quorum meets every write quorum in f+1 replicas.
