@@ -12,7 +12,8 @@ import PackageDescription
 /// version-pinned ones.
 ///
 /// They also count references without atomic instructions: a simulation is one thread per
-/// process (sweeps, swarms and the bench run child processes), and a large run is
+/// process (sweeps, swarms and the bench run child processes), or, with `engine.partitions` > 1,
+/// threads that share no object while they run (`PartitionedRun` says how), and a large run is
 /// memory-latency bound with a retain or release on a cold object at every step, where the
 /// locked compare-and-swap of an atomic count waits for the line. −8 % wall time on a
 /// 250,000-payment run (both builds side by side on the two cores, cores swapped; README).

@@ -17,11 +17,14 @@ public enum Systems {
     public static func make(_ scenario: Scenario) throws -> any SystemRun {
         switch scenario.system {
         case .quorumcoin:
+            if scenario.engine.partitions > 1 { return try PartitionedRun(scenario: scenario) }
             return try Simulator(scenario: scenario)
         case .smr:
+            try PartitionSplit.validate(scenario)
             guard scenario.faults.isEmpty else { throw ConfigurationError.invalidTopology("faults are simulated for system quorumcoin only") }
             return try SMRSimulator(scenario: scenario)
         case .bitcoin:
+            try PartitionSplit.validate(scenario)
             guard scenario.faults.isEmpty else { throw ConfigurationError.invalidTopology("faults are simulated for system quorumcoin only") }
             return BitcoinSimulator(scenario: scenario)
         }

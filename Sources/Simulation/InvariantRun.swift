@@ -141,21 +141,22 @@ extension Simulator {
     }
 
     /// Inputs of payments that failed or were still unfinished when the run ended.
-    var lockedFunds: [LockedFunds] {
-        var list = [LockedFunds]()
-        for r in records where r.certified == PaymentRecord.never && r.value > 0 {
-            let attack = r.attack == 0 ? nil : Attack.allCases[Int(r.attack) - 1]
-            let reason: String
-            if r.failed {
-                reason = attack.map { "refused: \($0.rawValue) attack" } ?? "refused: an input is locked by another payment"
-            } else if attack == .crashNoLog {
-                reason = "payer crashed and lost its log"
-            } else {
-                reason = attack.map { "unfinished: \($0.rawValue) attack" } ?? "unfinished at the end of the run"
-            }
-            list.append(LockedFunds(principal: Int(r.payer), amount: r.value, reason: reason))
+    var lockedFunds: [LockedFunds] { records.indices.compactMap(lockedFunds(of:)) }
+
+    /// What payment `i` locks, if it never certified.
+    func lockedFunds(of i: Int) -> LockedFunds? {
+        let r = records[i]
+        guard r.certified == PaymentRecord.never && r.value > 0 else { return nil }
+        let attack = r.attack == 0 ? nil : Attack.allCases[Int(r.attack) - 1]
+        let reason: String
+        if r.failed {
+            reason = attack.map { "refused: \($0.rawValue) attack" } ?? "refused: an input is locked by another payment"
+        } else if attack == .crashNoLog {
+            reason = "payer crashed and lost its log"
+        } else {
+            reason = attack.map { "unfinished: \($0.rawValue) attack" } ?? "unfinished at the end of the run"
         }
-        return list
+        return LockedFunds(principal: Int(r.payer), amount: r.value, reason: reason)
     }
 
     public var runViolations: [Violation] { violations }

@@ -37,6 +37,8 @@ final class InvariantChecker {
     /// Per (redeem key, spender): the certified redeem record as first seen, and whether a redeem
     /// duly signed by its owner was seen (one table for both: the claims are the same keys).
     private var claims: [RedeemClaim: ClaimFacts] = [:]
+    /// A partitioned run's other partitions' claims (looked up, not copied: `merging`).
+    private var moreClaims: [[RedeemClaim: ClaimFacts]] = []
     struct ClaimFacts {
         var record: CertifiedRedeem?
         var signed = false
@@ -337,7 +339,7 @@ final class InvariantChecker {
                 }
                 let output = parent.outputs[Int(input.index)]
                 if output.owner != p.payer { violate("S5", seen, "certified payment \(key) spends \(input) owned by someone else") }
-                if claims[RedeemClaim(key: input.redeemKey, spender: key)]?.signed != true {
+                if !signedClaim(RedeemClaim(key: input.redeemKey, spender: key)) {
                     violate("S5", seen, "no redeem signed by the owner names \(key) for input \(input)", once: "S5r\(key)")
                 }
                 totalIn = totalIn.flatMap { Amounts.checkedSum($0, output.amount) }
@@ -483,6 +485,72 @@ final class InvariantChecker {
 }
 
 extension InvariantChecker {
+    /// Whether a redeem naming `claim.spender` duly signed by its owner was seen.
+    private func signedClaim(_ claim: RedeemClaim) -> Bool {
+        if claims[claim]?.signed == true { return true }
+        return moreClaims.contains { $0[claim]?.signed == true }
+    }
+
+    /// One checker for a partitioned run's end-of-run checks, from each partition's: the certified
+    /// payments each saw (a payment handed over to another partition's payee is seen in both),
+    /// merged by the time first seen and each kept once; acceptances merged by time; claims and
+    /// reads; the violations found as the runs went. The partitions' tables are emptied as they
+    /// are taken (the checks run at the run's memory peak); the votes, which only the online S10
+    /// check needed, are dropped.
+    static func merging(_ parts: [InvariantChecker], context: ProtocolContext) -> InvariantChecker {
+        let merged = InvariantChecker(context: context)
+        let total = parts.reduce(0) { $0 + $1.paymentList.count }
+        merged.paymentList.reserveCapacity(total)
+        merged.paymentIndex.reserveCapacity(total)
+        var heads = [Int](repeating: 0, count: parts.count)
+        while true {
+            var best = -1, bestSeen = UInt64.max
+            for (i, part) in parts.enumerated() where heads[i] < part.paymentList.count {
+                let seen = part.paymentList[heads[i]].seen
+                if best < 0 || seen < bestSeen { (best, bestSeen) = (i, seen) }
+            }
+            guard best >= 0 else { break }
+            let entry = parts[best].paymentList[heads[best]]
+            heads[best] += 1
+            guard merged.paymentIndex[entry.record.key] == nil else { continue }
+            merged.paymentIndex[entry.record.key] = Int32(truncatingIfNeeded: merged.paymentList.count)
+            merged.paymentList.append(entry)
+        }
+        for part in parts {
+            part.paymentList = []
+            part.paymentIndex = [:]
+            part.firstVotes = [:]
+            part.otherVotes = [:]
+            part.moreVoters = []
+            part.redeemSpender = [:]
+            part.secondSpender = [:]
+        }
+        var accepted = [(principal: Int, record: CertifiedPayment, time: UInt64)]()
+        accepted.reserveCapacity(parts.reduce(0) { $0 + $1.accepted.count })
+        heads = [Int](repeating: 0, count: parts.count)
+        while true {
+            var best = -1, bestTime = UInt64.max
+            for (i, part) in parts.enumerated() where heads[i] < part.accepted.count {
+                let t = part.accepted[heads[i]].time
+                if best < 0 || t < bestTime { (best, bestTime) = (i, t) }
+            }
+            guard best >= 0 else { break }
+            accepted.append(parts[best].accepted[heads[best]])
+            heads[best] += 1
+        }
+        merged.accepted = accepted
+        for (i, part) in parts.enumerated() {
+            part.accepted = []
+            if i == 0 { merged.claims = part.claims } else { merged.moreClaims.append(part.claims) }
+            part.claims = [:]
+            for key in part.reads.keys.sorted() { merged.reads[key, default: []] += part.reads[key] ?? [] }
+            part.reads = [:]
+            merged.violations += part.violations
+            merged.reported.formUnion(part.reported)
+        }
+        return merged
+    }
+
     /// Every certified record seen, in key order (payments, then redeems).
     var certifiedRecords: [StoredRecord] {
         let ps = paymentList.map(\.record).sorted { $0.key < $1.key }.map { StoredRecord.payment($0) }

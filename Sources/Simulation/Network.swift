@@ -15,9 +15,9 @@ struct Network {
     private(set) var cut = 0
     private(set) var duplicated = 0
 
-    init(settings: Scenario.NetworkSettings, replicaCount: Int, principalCount: Int, seed: UInt64) {
+    init(settings: Scenario.NetworkSettings, replicaCount: Int, principalCount: Int, seed: UInt64, stream: String = "network") {
         self.settings = settings
-        self.rng = DeterministicRandom(seed: seed, stream: "network")
+        self.rng = DeterministicRandom(seed: seed, stream: stream)
         let total = replicaCount + principalCount
         if case let .regions(names, _, _) = settings.latency, !names.isEmpty {
             regionOf = (0..<total).map { node in
@@ -55,6 +55,23 @@ struct Network {
             second = depart &+ delay(from, to)
         }
         return (first, second)
+    }
+
+    /// Adds another partition's counts (a partitioned run's report).
+    mutating func absorbCounts(_ other: Network) {
+        lost += other.lost
+        cut += other.cut
+        duplicated += other.duplicated
+    }
+
+    /// The smallest delay the latency model can draw (a partitioned run's window).
+    var minimumDelay: UInt64 {
+        switch settings.latency {
+        case let .constant(c): return c
+        case let .uniform(lo, _): return lo
+        case .normal, .logNormal: return 0
+        case let .regions(_, matrix, _): return matrix.flatMap { $0 }.min() ?? 0
+        }
     }
 
     private mutating func delay(_ from: NodeID, _ to: NodeID) -> UInt64 {

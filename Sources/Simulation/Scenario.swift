@@ -20,6 +20,7 @@ public struct Scenario: Sendable, Equatable {
     public var protocolSettings = ProtocolSettings()
     public var crypto = CryptoSettings()
     public var outputs = OutputSettings()
+    public var engine = EngineSettings()
     public var faults = FaultSettings()
     public var smr = SMRSettings()
     public var bitcoin = BitcoinSettings()
@@ -182,6 +183,15 @@ public struct Scenario: Sendable, Equatable {
         public var byteCost: UInt64 = 2
         /// Fixed cost per message handled.
         public var messageCost: UInt64 = 2 * Time.microsecond
+    }
+
+    /// How the simulator runs, not what it simulates... except that a partitioned run draws its
+    /// workload and network from one stream per partition, so `partitions` is part of the
+    /// scenario: the same scenario and seed give the same outputs whatever the machine.
+    public struct EngineSettings: Sendable, Equatable {
+        /// Shard-partitioned parallel run: the groups split into this many contiguous blocks, each
+        /// simulated by its own thread, in lock-step windows of the network's minimum delay.
+        public var partitions = 1
     }
 
     public struct OutputSettings: Sendable, Equatable {

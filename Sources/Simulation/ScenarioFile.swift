@@ -104,6 +104,7 @@ public enum ScenarioFields {
         ("bitcoin.bandwidth_mbps", "20", "bitcoin: per-hop block transfer rate in megabits per second."),
         ("outputs.bucket_s", "1", "Width of one throughput.csv row in seconds."),
         ("outputs.latency_csv", "true", "Write latency.csv (one row per payment)."),
+        ("engine.partitions", "1", "Threads that simulate the run, each a contiguous block of groups (needs `assignment: partitioned`, no faults, a latency model with a positive minimum; see the README). Part of the scenario: a partitioned run draws its workload and network per partition."),
     ]
 }
 
@@ -233,6 +234,9 @@ public struct ScenarioFile {
             s.outputs.bucket = try duration(o, "outputs.bucket_s", key: "bucket_s", unit: Time.second) ?? d.outputs.bucket
             s.outputs.latencyCSV = try bool(o, "outputs.latency_csv", "latency_csv") ?? true
             guard s.outputs.bucket > 0 else { throw fail(o, "outputs.bucket_s", "a positive number of seconds") }
+        }
+        if let e = root["engine"] {
+            s.engine.partitions = try int(e, "engine.partitions", "partitions", min: 1, max: 64) ?? d.engine.partitions
         }
         return s
     }
@@ -588,6 +592,8 @@ extension ScenarioFile {
         y += "  payment_bytes: \(b.paymentBytes)\n  confirmations: \(b.confirmations)\n  miners: \(b.miners)\n"
         y += "  peers: \(b.peers)\n  bandwidth_mbps: \(b.bandwidth / 125_000)\n"
         y += "outputs:\n  bucket_s: \(d(s.outputs.bucket, Time.second))\n  latency_csv: \(s.outputs.latencyCSV)\n"
+        // Only when set: a one-thread run's resolved scenario (and its hash) stays what it was.
+        if s.engine != Scenario.EngineSettings() { y += "engine:\n  partitions: \(s.engine.partitions)\n" }
         return y
     }
 }

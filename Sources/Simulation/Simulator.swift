@@ -64,6 +64,21 @@ public final class Simulator {
     var trace: TraceDigest?
     var faults: FaultLayer
     var checker: InvariantChecker
+    /// A partitioned run (`engine.partitions` > 1): each node's partition (replicas, then
+    /// principals; empty when this simulator runs the whole scenario), this one's index, the
+    /// principals that pay here, its share of the arrival rate and of the payment cap.
+    let nodeOwner: [UInt8]
+    let partition: UInt8
+    let payers: [Int32]
+    let arrivalRate: Double
+    let paymentCap: Int
+    /// Deliveries to other partitions' nodes made this window, by destination partition...
+    var outbound: [[CrossDelivery]] = []
+    /// ...and acceptances of their payers' payments by payees here.
+    var confirmationsOut: [[Confirmation]] = []
+    /// Payments of other partitions' payers handed over to payees here: enough of their records
+    /// to confirm them to their payer and to measure their depth.
+    var foreign: [Digest: ForeignPayment] = [:]
     /// Whether any principal has crashed yet (until then none is down).
     var principalsHaveCrashed = false
     /// Payments a payer re-drove after recovering with its log (L5).
@@ -75,11 +90,23 @@ public final class Simulator {
     var violations: [Violation] = []
     /// Signatures made so far (for `signatureWork`).
     var signsMade = 0
+    /// Other partitions' replica rejections, once a partitioned run is folded into this one.
+    var absorbedReplicaRejects = 0
     /// Signature checks requested by nodes (memoized or not).
     var verifierCalls = 0
 
     /// Builds every replica, principal, genesis payment, fault and the initial events.
-    public init(scenario: Scenario, traceEvery: UInt64 = 0) throws {
+    /// The whole run in this thread. A scenario with `engine.partitions` > 1 is built by
+    /// `Systems.make` instead (a `PartitionedRun`): run here it would give other results.
+    public convenience init(scenario: Scenario, traceEvery: UInt64 = 0) throws {
+        guard scenario.engine.partitions == 1 else {
+            throw ConfigurationError.invalidTopology("engine.partitions = \(scenario.engine.partitions): this command runs one-thread simulations only (set engine.partitions: 1)")
+        }
+        try self.init(scenario: scenario, traceEvery: traceEvery, partition: nil)
+    }
+
+    /// `partition`: simulate only that block of groups of a partitioned run (`PartitionedRun`).
+    init(scenario: Scenario, traceEvery: UInt64 = 0, partition: Int?) throws {
         self.scenario = scenario
         costs = scenario.crypto
         retry = scenario.protocolSettings.retry
@@ -126,20 +153,48 @@ public final class Simulator {
         context = try ProtocolContext(networkId: networkId, epoch: scenario.protocolSettings.epoch, quorum: quorum,
                                       genesis: genesis, replicaKeys: replicaSigners.map(\.publicKey),
                                       assignment: assignment, verifier: verifier)
+        let shardOf: [Int] = principalSigners.map { topology.assignment == .partitioned ? Int(assignment.group(of: $0.publicKey).id.raw) : 0 }
+        if let partition {
+            let split = try PartitionSplit(scenario: scenario, shardOf: shardOf, index: partition)
+            nodeOwner = split.nodeOwner
+            payers = split.payers
+            arrivalRate = split.rate
+            paymentCap = split.paymentCap
+            self.partition = UInt8(truncatingIfNeeded: partition)
+            outbound = Array(repeating: [], count: split.count)
+            confirmationsOut = Array(repeating: [], count: split.count)
+        } else {
+            nodeOwner = []
+            payers = []
+            arrivalRate = w.rate
+            paymentCap = w.payments
+            self.partition = 0
+        }
         let settings = ReplicaSettings(repairInterval: scenario.protocolSettings.repair)
         let ctx = context
         replicas = replicaSigners.enumerated().map { i, signer in
             Replica(id: ReplicaID(i), signer: signer, context: ctx, settings: settings)
         }
-        principals = zip(principalSigners, genesisPayments).map { signer, g in
+        // Another partition's principals are never scheduled here: each is an empty wallet
+        // sharing one meter (their coins would be a tenth of a large run's memory, twice over).
+        let idle = CryptoMeter(ctx.verifier)
+        let owner = nodeOwner, me = self.partition
+        principals = zip(principalSigners, genesisPayments).enumerated().map { i, pair in
+            let (signer, g) = pair
             var wallet = Wallet<PaymentProof>(signer: signer, networkId: networkId)
+            guard owner.isEmpty || owner[replicaCount + i] == me else {
+                return PrincipalHost(meter: idle, wallet: wallet, reader: Simulator.reader(ctx, idle, scenario))
+            }
             wallet.receive(g, proof: .genesis)
             let meter = CryptoMeter(ctx.verifier)
             return PrincipalHost(meter: meter, wallet: wallet, reader: Simulator.reader(ctx, meter, scenario))
         }
         cpu = [NodeCPU<Message>](repeating: NodeCPU(), count: replicaCount + w.principals)
-        network = Network(settings: scenario.network, replicaCount: replicaCount, principalCount: w.principals, seed: seed)
-        workloadRandom = DeterministicRandom(seed: seed, stream: "workload")
+        // A partition draws from streams of its own (what it draws depends on its events alone).
+        let suffix = partition.map { "/\($0)" } ?? ""
+        network = Network(settings: scenario.network, replicaCount: replicaCount, principalCount: w.principals, seed: seed,
+                          stream: "network" + suffix)
+        workloadRandom = DeterministicRandom(seed: seed, stream: "workload" + suffix)
         attackRandom = DeterministicRandom(seed: seed, stream: "attacks")
         let loadGroups = topology.assignment == .partitioned ? topology.groups : replicaCount
         metrics = Metrics(bucket: scenario.outputs.bucket, loadGroups: loadGroups)
@@ -148,13 +203,12 @@ public final class Simulator {
             // Sized once: a regrowing million-entry index holds two copies at its peak. The cap
             // may be far above what the run offers (up to 10⁹): reserve no more than the
             // expected arrivals, with margin.
-            let offered = w.rate * Double(scenario.duration) / Double(Time.second) * 1.05 + 1024
-            expected = min(scenario.workload.payments, offered < 1e9 ? Int(offered) : scenario.workload.payments)
+            let offered = arrivalRate * Double(scenario.duration) / Double(Time.second) * 1.05 + 1024
+            expected = min(paymentCap, offered < 1e9 ? Int(offered) : paymentCap)
             records.reserveCapacity(expected)
             recordIndex.reserveCapacity(expected)
         }
         checker = InvariantChecker(context: context, expectedPayments: expected, inputs: w.inputs)
-        let shardOf: [Int] = principalSigners.map { topology.assignment == .partitioned ? Int(assignment.group(of: $0.publicKey).id.raw) : 0 }
         if let share = w.crossGroup, topology.assignment == .partitioned, topology.groups > 1 {
             crossShare = share
             principalShard = shardOf.map { Int32($0) }
@@ -191,9 +245,11 @@ public final class Simulator {
         let w = scenario.workload
         switch w.arrival {
         case .open:
-            if w.rate > 0 { queue.push(.arrival, at: nextArrival(after: 0)) }
+            if arrivalRate > 0 { queue.push(.arrival, at: nextArrival(after: 0)) }
         case .closed:
-            for (p, t) in w.closedLoopStarts(seed: scenario.seed) { queue.push(.issue(principal: p, requested: t), at: t) }
+            for (p, t) in w.closedLoopStarts(seed: scenario.seed) where owns(principal: Int(p)) {
+                queue.push(.issue(principal: p, requested: t), at: t)
+            }
         }
         if scenario.faults.auditReads > 0 {
             queue.push(.auditRead, at: UInt64(workloadRandom.exponential(mean: 1e9 / scenario.faults.auditReads)))
@@ -212,8 +268,11 @@ public final class Simulator {
     }
 
     private func nextArrival(after t: UInt64) -> UInt64 {
-        t &+ workloadRandom.poissonGap(perSecond: scenario.workload.rate)
+        t &+ workloadRandom.poissonGap(perSecond: arrivalRate)
     }
+
+    /// Whether this simulator hosts principal `p` (always, unless partitioned).
+    func owns(principal p: Int) -> Bool { nodeOwner.isEmpty || nodeOwner[replicaCount + p] == partition }
 
     // MARK: Running
 
@@ -247,6 +306,21 @@ public final class Simulator {
         progress?(Progress(simulatedTime: now, horizon: horizon, events: events, issued: records.count,
                            finished: records.count - unfinished, checking: true))
         violations = checkInvariants()
+    }
+
+    /// Runs the events before `end`: one window of a partitioned run (`PartitionedRun`), whose
+    /// coordinator decides when the run ends and checks the invariants over every partition.
+    func runWindow(until end: UInt64) {
+        while let next = queue.nextTime, next < end {
+            guard let (time, event) = queue.pop() else { break }
+            now = time
+            events &+= 1
+            trace?.record(time: time, event: event)
+            if let later = queue.upcomingNode(1) { prefetch(later) }
+            if let soon = queue.upcomingNode(0) { prefetchDeeper(soon) }
+            prefetchRecords()
+            handle(event)
+        }
     }
 
     /// Starts loading the cache lines an upcoming event's node reads first (its CPU slot and the
@@ -327,7 +401,8 @@ public final class Simulator {
             drainInbox(node)
         case .arrival:
             guard now < duration, !issueLimitReached else { return }
-            let p = workloadRandom.uniform(below: principalCount)
+            let p = nodeOwner.isEmpty ? workloadRandom.uniform(below: principalCount)
+                : Int(payers[workloadRandom.uniform(below: payers.count)])
             issue(principal: p, requested: now)
             queue.push(.arrival, at: nextArrival(after: now))
         case let .issue(principal, requested):
@@ -354,7 +429,7 @@ public final class Simulator {
     }
 
     private var issueLimitReached: Bool {
-        scenario.workload.payments > 0 && records.count >= scenario.workload.payments
+        scenario.workload.payments > 0 && records.count >= paymentCap
     }
 
     // MARK: CPU model
@@ -427,6 +502,10 @@ public final class Simulator {
                 principals[i - replicaCount].lastSent = (to, message)
             }
             guard let (first, second) = network.deliveries(from: node, to: to, size: size, at: done) else { continue }
+            if !nodeOwner.isEmpty, nodeOwner[Int(to.raw)] != partition {
+                sendAcross(message, from: node, to: to, size: size, at: first, second)
+                continue
+            }
             queue.push(.deliver(from: node, to: to, message: message, size: Int32(truncatingIfNeeded: size)), at: first)
             if let second { queue.push(.deliver(from: node, to: to, message: message, size: Int32(truncatingIfNeeded: size)), at: second) }
         }
@@ -531,22 +610,31 @@ public final class Simulator {
                 guard let audit = principals[p].audits.removeValue(forKey: request) else { continue }
                 checker.observeRead(key: audit.key, start: audit.start, end: now, found: record != nil && record?.key == key)
             case let .validated(key, result):
-                guard let index = recordIndex[key] else { continue }
+                // The payment's record: here, or (partitioned) with its payer's partition.
+                let index = recordIndex[key].map(Int.init)
+                let remote = index == nil && !foreign.isEmpty ? foreign[key] : nil
+                let payer: Int, depth: UInt32
+                if let index {
+                    (payer, depth) = (Int(records[index].payer), records[index].depth)
+                } else if let remote {
+                    (payer, depth) = (Int(remote.payer), remote.depth)
+                } else {
+                    continue
+                }
                 switch result {
                 case let .success(certified):
                     guard principals[p].accepted.insert(key).inserted else { continue }
                     if let start = principals[p].validating.removeValue(forKey: key) {
                         // Finished when this step's CPU work is done (see `emit`).
-                        validatedThisStep.append((records[Int(index)].depth, start))
+                        validatedThisStep.append((depth, start))
                     }
                     if !faults.isAttacker(p) { checker.observeAccepted(principal: p, record: certified, at: now) }
                     principals[p].wallet.receive(certified.payment, proof: certified.proof)
-                    out.send(.ack(key), to: node(ofPrincipal: Int(records[Int(index)].payer)))
-                    records[Int(index)].payeesPending -= 1
-                    if records[Int(index)].payeesPending == 0 {
-                        records[Int(index)].confirmed = now
-                        if records[Int(index)].isHonest { metrics.confirmed[metrics.index(now)] += 1 }
-                        finished(Int(index))
+                    out.send(.ack(key), to: node(ofPrincipal: payer))
+                    if let index {
+                        payeeAccepted(index, at: now)
+                    } else if let remote {
+                        confirmationsOut[Int(remote.partition)].append(Confirmation(index: remote.index, time: now))
                     }
                 case .failure:
                     principals[p].validating.removeValue(forKey: key)
@@ -554,6 +642,15 @@ public final class Simulator {
                 }
             }
         }
+    }
+
+    /// One payee of payment `index` accepted it at `time` (here, or in another partition).
+    func payeeAccepted(_ index: Int, at time: UInt64) {
+        records[index].payeesPending -= 1
+        guard records[index].payeesPending == 0 else { return }
+        records[index].confirmed = time
+        if records[index].isHonest { metrics.confirmed[metrics.index(time)] += 1 }
+        finished(index)
     }
 
     /// An honest payment left the pipeline (confirmed or failed).
@@ -737,7 +834,11 @@ public final class Simulator {
             record.started = now
             var depth: UInt32 = 0
             for parent in parents {
-                if let i = recordIndex[parent.key] { depth = max(depth, records[Int(i)].depth) }
+                if let i = recordIndex[parent.key] {
+                    depth = max(depth, records[Int(i)].depth)
+                } else if !foreign.isEmpty, let f = foreign[parent.key] {
+                    depth = max(depth, f.depth)
+                }
             }
             record.depth = depth &+ 1
             record.value = Amounts.checkedSum(payment.inputs.lazy.compactMap { input in
@@ -851,7 +952,7 @@ public final class Simulator {
     public var verifierHits: Int { memo?.hits ?? 0 }
     public var verifierMisses: Int { memo?.misses ?? 0 }
     var networkStats: (lost: Int, cut: Int, duplicated: Int) { (network.lost, network.cut, network.duplicated) }
-    var replicaRejects: Int { replicas.reduce(0) { $0 + $1.rejected } }
+    var replicaRejects: Int { replicas.reduce(absorbedReplicaRejects) { $0 + $1.rejected } }
 }
 
 /// A cheap running digest of the event trace (time, kind, endpoints, message kind and size), with

@@ -92,7 +92,7 @@ struct Run: ParsableCommand {
         // seconds after the results were written, and the exit returns the memory at once.
         finishedRuns.append(simulator)
         let quorum = simulator as? Simulator
-        if dumpLedger, quorum == nil { throw ValidationError("--dump-ledger needs system quorumcoin") }
+        if dumpLedger, quorum == nil { throw ValidationError("--dump-ledger needs system quorumcoin and engine.partitions: 1") }
         let setup = ContinuousClock.now - start
         let showProgress = !quiet && isatty(STDERR_FILENO) == 1
         // When the events ended and the end-of-run invariant checks began (wall.json's checks_s).

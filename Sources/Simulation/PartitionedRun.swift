@@ -1,0 +1,520 @@
+import CHeap
+import Glibc
+import QuorumCrypto
+import QuorumLedger
+import QuorumStore
+
+// MARK: Splitting a run by shard
+
+/// How a partitioned run (`engine.partitions` = P > 1) divides the scenario: the groups in P
+/// contiguous blocks, each with its replicas and the principals whose shard it holds. Each
+/// partition issues its principals' share of the arrival rate and of the payment cap, choosing
+/// payers among them only (the split of a Poisson process is Poisson), and draws its workload and
+/// network from streams of its own.
+struct PartitionSplit {
+    let count: Int
+    /// Partition of every node: replicas, then principals.
+    let nodeOwner: [UInt8]
+    /// This partition's principals, ascending.
+    let payers: [Int32]
+    let rate: Double
+    let paymentCap: Int
+
+    init(scenario: Scenario, shardOf: [Int], index: Int) throws(ConfigurationError) {
+        try PartitionSplit.validate(scenario)
+        let t = scenario.topology, w = scenario.workload
+        count = scenario.engine.partitions
+        let parts = count, groups = t.groups
+        func block(_ group: Int) -> UInt8 { UInt8(truncatingIfNeeded: min(parts - 1, group * parts / groups)) }
+        var owner = [UInt8]()
+        owner.reserveCapacity(t.replicaCount + shardOf.count)
+        for r in 0..<t.replicaCount { owner.append(block(r / t.n)) }
+        var principalsIn = [Int](repeating: 0, count: parts)
+        for g in shardOf {
+            let b = block(g)
+            owner.append(b)
+            principalsIn[Int(b)] += 1
+        }
+        nodeOwner = owner
+        payers = (0..<shardOf.count).filter { Int(owner[t.replicaCount + $0]) == index }.map { Int32($0) }
+        let total = max(1, shardOf.count)
+        let before = principalsIn[..<index].reduce(0, +)
+        // Shares of the cap that add up to it exactly (≤ 10⁹ payments × ≤ 10⁷ principals fits).
+        paymentCap = w.payments * (before + principalsIn[index]) / total - w.payments * before / total
+        rate = w.rate * Double(principalsIn[index]) / Double(total)
+    }
+
+    /// What a partitioned run needs, as errors naming the field.
+    static func validate(_ s: Scenario) throws(ConfigurationError) {
+        let p = s.engine.partitions
+        guard p > 1 else { return }
+        func fail(_ why: String) -> ConfigurationError { .invalidTopology("engine.partitions = \(p) \(why)") }
+        guard s.system == .quorumcoin else { throw fail("needs system quorumcoin") }
+        guard s.topology.assignment == .partitioned else { throw fail("needs topology.assignment: partitioned (a shard per group)") }
+        guard s.topology.groups >= p else { throw fail("needs at least as many topology.groups (\(s.topology.groups))") }
+        guard s.faults.isEmpty, s.faults.auditReads == 0 else {
+            throw fail("simulates fault-free runs only: faults (replica faults, attacks, mutants, audit reads) need engine.partitions: 1")
+        }
+        guard s.network.partitions.isEmpty else { throw fail("cannot simulate network.partitions (use engine.partitions: 1)") }
+        guard Network(settings: s.network, replicaCount: 0, principalCount: 0, seed: 0).minimumDelay > 0 else {
+            throw fail("needs a latency model with a positive minimum delay (constant, uniform with min_ms > 0, or regions): it is the window the partitions run in lock-step")
+        }
+    }
+}
+
+/// A message to a node of another partition, encoded (no object is shared between partitions'
+/// threads), with its arrival time; for a hand-over, what the payee's partition needs of the
+/// payment's record.
+struct CrossDelivery {
+    let at: UInt64
+    let from: NodeID
+    let to: NodeID
+    let size: Int32
+    let bytes: [UInt8]
+    let payment: ForeignPayment?
+}
+
+/// A payment whose payer is in another partition: where its record is, its payer and its depth.
+struct ForeignPayment {
+    let partition: UInt8
+    let index: Int32
+    let payer: Int32
+    let depth: UInt32
+}
+
+/// A payee accepted payment `index` of the payer's partition at `time`.
+struct Confirmation {
+    let index: Int32
+    let time: UInt64
+}
+
+extension Simulator {
+    /// Queues a delivery to another partition's node for the end of this window. Each window is
+    /// the network's minimum delay long, so nothing sent in it can arrive before it ends.
+    func sendAcross(_ message: Message, from: NodeID, to: NodeID, size: Int, at first: UInt64, _ second: UInt64?) {
+        var payment: ForeignPayment?
+        if case let .handOver(certified, _) = message, let i = recordIndex[certified.key] {
+            payment = ForeignPayment(partition: partition, index: i, payer: records[Int(i)].payer, depth: records[Int(i)].depth)
+        }
+        let bytes = message.encoded
+        let destination = Int(nodeOwner[Int(to.raw)])
+        let size = Int32(truncatingIfNeeded: size)
+        outbound[destination].append(CrossDelivery(at: first, from: from, to: to, size: size, bytes: bytes, payment: payment))
+        if let second {
+            outbound[destination].append(CrossDelivery(at: second, from: from, to: to, size: size, bytes: bytes, payment: payment))
+        }
+    }
+
+    /// Takes in what other partitions sent during the last window: confirmations of this
+    /// partition's payments, and deliveries (decoded here, in this partition's thread).
+    func ingest(_ deliveries: [CrossDelivery], _ confirmations: [Confirmation]) {
+        for c in confirmations { payeeAccepted(Int(c.index), at: c.time) }
+        for d in deliveries {
+            let message: Message
+            do { message = try Message.decode(d.bytes) } catch {
+                // Bytes this simulator encoded from an honest node's message: a bug, not input.
+                preconditionFailure("partitioned run: a message between partitions did not decode: \(error)")
+            }
+            if let f = d.payment, case let .handOver(certified, _) = message, recordIndex[certified.key] == nil,
+               foreign[certified.key] == nil {
+                foreign[certified.key] = f
+            }
+            queue.push(.deliver(from: d.from, to: d.to, message: message, size: d.size), at: d.at)
+        }
+    }
+
+    /// This window's deliveries and confirmations for other partitions (and empties them).
+    func takeOutbound() -> (deliveries: [[CrossDelivery]], confirmations: [[Confirmation]]) {
+        let taken = (outbound, confirmationsOut)
+        outbound = Array(repeating: [], count: outbound.count)
+        confirmationsOut = Array(repeating: [], count: confirmationsOut.count)
+        return taken
+    }
+}
+
+// MARK: Threads
+
+/// A POSIX semaphore at a fixed address (a plain pointer: nothing reference-counted).
+private struct Semaphore {
+    let raw: UnsafeMutablePointer<sem_t>
+    init() {
+        raw = .allocate(capacity: 1)
+        sem_init(raw, 0, 0)
+    }
+    func signal() { sem_post(raw) }
+    func wait() { while sem_wait(raw) != 0 {} }  // EINTR: wait again
+    func destroy() {
+        sem_destroy(raw)
+        raw.deallocate()
+    }
+}
+
+/// One partition and the thread that simulates it. Release builds count references without
+/// atomic instructions (`Package.swift`), so no object may be retained or released by two
+/// threads at once: each partition builds its own simulator from its own copy of the scenario,
+/// a worker is reached only through unmanaged references while the threads run (its count is
+/// never touched), and what crosses between threads (arrays of deliveries) is handed over at a
+/// barrier, when its sender has stopped. Objects every thread reads (hash domain tags, record
+/// type sets, message kinds) are constants with no heap storage.
+private final class PartitionWorker {
+    let index: Int
+    private var scenario: Scenario?
+    private(set) var sim: Simulator?
+    private(set) var buildError: (any Error)?
+    let go = Semaphore()
+    let done = Semaphore()
+    // Set by the coordinator before a round.
+    var windowEnd: UInt64 = 0
+    var inbound: [CrossDelivery] = []
+    var inboundConfirmations: [Confirmation] = []
+    var quit = false
+    // Set by the round.
+    var outbound: [[CrossDelivery]] = []
+    var confirmations: [[Confirmation]] = []
+    var nextTime: UInt64?
+    var unfinished = 0
+    var lastTime: UInt64 = 0
+    var events: UInt64 = 0
+    var issued = 0
+
+    init(index: Int, scenario: Scenario) {
+        self.index = index
+        self.scenario = scenario
+    }
+
+    deinit {
+        go.destroy()
+        done.destroy()
+    }
+
+    func build() {
+        guard let scenario else { return }
+        self.scenario = nil
+        do { sim = try Simulator(scenario: scenario, partition: index) } catch { buildError = error }
+        if let sim { report(sim) }
+    }
+
+    /// One window: take in what arrived, run the events before `windowEnd`, hand out what leaves.
+    func round() {
+        guard let sim else { return }
+        sim.ingest(inbound, inboundConfirmations)
+        inbound = []
+        inboundConfirmations = []
+        sim.runWindow(until: windowEnd)
+        (outbound, confirmations) = sim.takeOutbound()
+        report(sim)
+    }
+
+    private func report(_ sim: Simulator) {
+        nextTime = sim.queue.nextTime
+        unfinished = sim.unfinished
+        lastTime = sim.now
+        events = sim.events
+        issued = sim.records.count
+    }
+
+    /// The thread's life: build, then a round per `go` until told to quit.
+    func threadMain() {
+        build()
+        done.signal()
+        while true {
+            go.wait()
+            if quit { break }
+            round()
+            done.signal()
+        }
+        done.signal()
+    }
+
+    func start() throws(ConfigurationError) {
+        var thread = pthread_t()
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { raw in
+            guard let raw else { return nil }
+            Unmanaged<PartitionWorker>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.threadMain() }
+            return nil
+        }, context)
+        guard rc == 0 else { throw .invalidTopology("engine.partitions: could not start a thread (error \(rc))") }
+        pthread_detach(thread)
+    }
+}
+
+// MARK: The run
+
+/// A QuorumCoin run simulated by `engine.partitions` threads, one per block of shards, in
+/// lock-step windows as long as the network's minimum delay (a conservative parallel
+/// discrete-event simulation: nothing a partition sends during a window can take effect before
+/// the window ends, so the partitions only meet at its end). There each partition's messages to
+/// others' nodes (hand-overs to payees and their acknowledgements: a payer's own group is in its
+/// partition) are handed over in partition order, with the confirmations payees made: the
+/// outputs are a function of the scenario alone, whatever the machine or the threads' timing.
+/// The invariants are checked at the end over all partitions at once, as in a one-thread run.
+public final class PartitionedRun: SystemRun {
+    public let scenario: Scenario
+    private let workers: [PartitionWorker]
+    /// The worker threads have exited (their objects may be touched as usual again).
+    private var joined = false
+    private var violations: [Violation] = []
+    private var primary: Simulator?
+    /// Deliveries and confirmations that crossed between partitions.
+    private(set) var crossDeliveries = 0
+    private(set) var crossConfirmations = 0
+
+    public init(scenario: Scenario) throws {
+        try PartitionSplit.validate(scenario)
+        self.scenario = scenario
+        // glibc gives every other thread an arena of 64 MiB heaps, and hands a heap's free top
+        // back to the kernel whenever it passes the trim threshold: a run's churn of messages
+        // then faults in and zeroes the same pages again and again. Freed memory stays mapped
+        // (a 250,000-payment run in two partitions: 25.4 s → 17.7 s and 21.0 s; the same
+        // settings left a one-thread run as it was, 29.1 s and 29.5 s).
+        quorumcoin_keep_freed_memory()
+        workers = try PartitionedRun.makeWorkers(scenario)
+        // Partition 0 is built and run on the calling thread, the others on threads of their own.
+        var started = 0
+        var failure: (any Error)?
+        for w in workers.dropFirst() {
+            do { try w.start(); started += 1 } catch { failure = error; break }
+        }
+        workers[0].build()
+        for w in workers.dropFirst().prefix(started) { w.done.wait() }
+        failure = failure ?? workers.lazy.compactMap(\.buildError).first
+        if let failure {
+            for w in workers.dropFirst().prefix(started) {
+                w.quit = true
+                w.go.signal()
+                w.done.wait()
+            }
+            joined = true
+            throw failure
+        }
+    }
+
+    deinit {
+        guard !joined else { return }
+        for w in workers.dropFirst() {
+            w.quit = true
+            w.go.signal()
+            w.done.wait()
+        }
+    }
+
+    /// Each partition's own copy of the scenario, parsed from its resolved text here: copies of
+    /// one value would share its strings' and arrays' storage between threads.
+    private static func makeWorkers(_ scenario: Scenario) throws -> [PartitionWorker] {
+        let text = ScenarioFile.emit(scenario)
+        return try (0..<scenario.engine.partitions).map { i in
+            let copy = try ScenarioFile(file: "resolved scenario").parse(text)
+            guard copy == scenario else { throw ConfigurationError.invalidTopology("engine.partitions: the resolved scenario does not parse back to the same scenario") }
+            return PartitionWorker(index: i, scenario: copy)
+        }
+    }
+
+    public func run(progressEvery: UInt64, progress: ((Progress) -> Void)?) {
+        guard !joined, let first = workers.first?.sim else { return }
+        let window = first.network.minimumDelay
+        let horizon = scenario.duration &+ scenario.drain
+        let duration = scenario.duration
+        // While the threads run, workers are reached through unmanaged references only.
+        let units = workers.map { Unmanaged.passUnretained($0) }
+        var start = units.compactMap { $0._withUnsafeGuaranteedRef { $0.nextTime } }.min() ?? UInt64.max
+        var rounds: UInt64 = 0
+        var lastProgressEvents: UInt64 = 0
+        while start <= horizon {
+            let end = min(start &+ window, horizon &+ 1)
+            for u in units.dropFirst() {
+                u._withUnsafeGuaranteedRef { w in
+                    w.windowEnd = end
+                    w.go.signal()
+                }
+            }
+            units[0]._withUnsafeGuaranteedRef { w in
+                w.windowEnd = end
+                w.round()
+            }
+            for u in units.dropFirst() { u._withUnsafeGuaranteedRef { $0.done.wait() } }
+            rounds &+= 1
+            // Route: to each partition, every other's deliveries and confirmations, in partition order.
+            var next = UInt64.max
+            var unfinished = 0, events: UInt64 = 0, issued = 0
+            for (d, u) in units.enumerated() {
+                var deliveries = [CrossDelivery](), confirmations = [Confirmation]()
+                for v in units {
+                    v._withUnsafeGuaranteedRef { w in
+                        guard d < w.outbound.count else { return }
+                        deliveries += w.outbound[d]
+                        confirmations += w.confirmations[d]
+                    }
+                }
+                for x in deliveries { next = min(next, x.at) }
+                crossDeliveries += deliveries.count
+                crossConfirmations += confirmations.count
+                u._withUnsafeGuaranteedRef { w in
+                    w.inbound = deliveries
+                    w.inboundConfirmations = confirmations
+                    if let t = w.nextTime { next = min(next, t) }
+                    unfinished += w.unfinished
+                    events &+= w.events
+                    issued += w.issued
+                }
+            }
+            // Confirmations just routed finish payments at their payers in the next round; a
+            // payment they would finish is still counted unfinished, so this waits for them.
+            if unfinished == 0 && end > duration { break }
+            if events &- lastProgressEvents >= progressEvery {
+                lastProgressEvents = events
+                progress?(Progress(simulatedTime: end, horizon: horizon, events: events, issued: issued, finished: issued - unfinished))
+            }
+            // The next window starts at the earliest pending event anywhere.
+            start = max(end, next)
+            if next == UInt64.max { break }
+        }
+        for u in units.dropFirst() {
+            u._withUnsafeGuaranteedRef { w in
+                w.quit = true
+                w.go.signal()
+                w.done.wait()
+            }
+        }
+        joined = true
+        let sims = workers.compactMap(\.sim)
+        let endTime = workers.map(\.lastTime).max() ?? 0
+        for s in sims {
+            s.endTime = endTime
+            s.queue = EventQueue(reserving: 0)
+        }
+        let events = sims.reduce(0) { $0 &+ $1.events }
+        let issued = sims.reduce(0) { $0 + $1.records.count }
+        let unfinished = sims.reduce(0) { $0 + $1.unfinished }
+        progress?(Progress(simulatedTime: endTime, horizon: horizon, events: events, issued: issued,
+                           finished: issued - unfinished, checking: true))
+        let order = PartitionedRun.issueOrder(sims)
+        violations = checkInvariants(sims, order: order, endTime: endTime)
+        primary = PartitionedRun.absorb(sims, order: order, violations: violations)
+    }
+
+    /// Every payment as (partition, index), in the order the one-thread run would list them: by
+    /// the time its writer started, earlier partitions first on ties.
+    private static func issueOrder(_ sims: [Simulator]) -> [(part: UInt8, index: Int32)] {
+        var order = [(part: UInt8, index: Int32)]()
+        order.reserveCapacity(sims.reduce(0) { $0 + $1.records.count })
+        var heads = [Int](repeating: 0, count: sims.count)
+        while true {
+            var best = -1, bestTime = UInt64.max
+            for (i, s) in sims.enumerated() where heads[i] < s.records.count {
+                let t = s.records[heads[i]].started
+                if best < 0 || t < bestTime { (best, bestTime) = (i, t) }
+            }
+            guard best >= 0 else { return order }
+            order.append((UInt8(best), Int32(heads[best])))
+            heads[best] += 1
+        }
+    }
+
+    /// PROTOCOL §7 over the whole run: one checker from every partition's observations, and a
+    /// world whose replicas and payments are each read from their own partition. S1 and S10 were
+    /// checked as the run went, within each partition, and need nothing from the others: a
+    /// redeem key's votes and certificates only ever travel within its group, hence its partition.
+    private func checkInvariants(_ sims: [Simulator], order: [(part: UInt8, index: Int32)], endTime: UInt64) -> [Violation] {
+        guard let first = sims.first else { return [] }
+        let checker = InvariantChecker.merging(sims.map(\.checker), context: first.context)
+        let owner = first.nodeOwner
+        let replicaCount = first.replicaCount
+        let unfinished = sims.reduce(0) { $0 + $1.unfinished }
+        let repair = scenario.protocolSettings.repair
+        let records = order.count
+        let settle = repair &* (4 &+ UInt64(2 * records / ReplicaSettings().repairBatch)) &+ 8 &* first.hopBound
+        var repairDeadline: UInt64?
+        if repair > 0, unfinished == 0, endTime > settle, endTime - settle > 0 { repairDeadline = endTime - settle }
+        var stuck = [Int]()
+        for r in 0..<replicaCount where sims[Int(owner[r])].cpu[r].busyUntil > endTime &+ 10 * Time.second { stuck.append(r) }
+        var locked = [LockedFunds]()
+        for (part, index) in order {
+            if let l = sims[Int(part)].lockedFunds(of: Int(index)), l.reason.hasPrefix("refused") { locked.append(l) }
+        }
+        let bound = Simulator.LivenessBound(first)
+        let world = InvariantChecker.World(
+            honestReplicas: Array(0..<replicaCount),
+            storedRecords: { i, visit in sims[Int(owner[i])].replicas[i].durable.store.forEach(visit) },
+            holds: { i, key in sims[Int(owner[i])].replicas[i].durable.store[key] != nil },
+            honestPayments: { visit in
+                for (part, index) in order {
+                    let r = sims[Int(part)].records[Int(index)]
+                    guard r.isHonest else { continue }
+                    visit((key: r.key, issued: r.started, certified: r.certified, bound: bound(start: r.started)))
+                }
+            },
+            end: endTime,
+            lockedHonest: locked,
+            recoveredUnfinished: [],
+            stuckHonestReplicas: stuck,
+            repairDeadline: repairDeadline,
+            groupMembers: { [context = first.context] pk in context.group(of: pk).members.map(Int.init) },
+            honestLive: { _ in true },
+            committedAt: { key in
+                for s in sims {
+                    guard let i = s.recordIndex[key] else { continue }
+                    let t = s.records[Int(i)].committed
+                    return t == PaymentRecord.never ? nil : t
+                }
+                return nil
+            })
+        return checker.finish(world)
+    }
+
+    /// Folds every partition's results into partition 0's simulator, which then reports the
+    /// run as a one-thread run reports itself.
+    private static func absorb(_ sims: [Simulator], order: [(part: UInt8, index: Int32)], violations: [Violation]) -> Simulator? {
+        guard let primary = sims.first else { return nil }
+        var records = [PaymentRecord]()
+        records.reserveCapacity(order.count)
+        for (part, index) in order { records.append(sims[Int(part)].records[Int(index)]) }
+        for s in sims { s.records = [] }
+        primary.records = records
+        for s in sims.dropFirst() {
+            primary.metrics.absorb(s.metrics)
+            primary.network.absorbCounts(s.network)
+            primary.events &+= s.events
+            primary.unfinished += s.unfinished
+            primary.signsMade &+= s.signsMade
+            primary.verifierCalls &+= s.verifierCalls
+            primary.absorbedReplicaRejects += s.replicaRejects
+        }
+        primary.violations = violations
+        return primary
+    }
+
+    public func report(scenarioHash: String, toolVersion: String) -> RunReport {
+        // Before `run`, partition 0's own (empty) results; a built run always has a partition 0.
+        guard let primary = primary ?? workers.first?.sim else { preconditionFailure("a PartitionedRun is built with its partitions") }
+        return primary.report(scenarioHash: scenarioHash, toolVersion: toolVersion)
+    }
+
+    public var runViolations: [Violation] { violations }
+}
+
+extension Metrics {
+    /// Adds another partition's counts (same buckets and groups).
+    mutating func absorb(_ other: Metrics) {
+        if !other.issued.isEmpty { _ = index(UInt64(other.issued.count - 1) &* bucket) }
+        for i in other.issued.indices {
+            issued[i] += other.issued[i]
+            certified[i] += other.certified[i]
+            confirmed[i] += other.confirmed[i]
+            failed[i] += other.failed[i]
+        }
+        for i in other.load.indices { load[i] += other.load[i] }
+        for i in other.messages.indices {
+            messages[i] += other.messages[i]
+            bytes[i] += other.bytes[i]
+        }
+        skipped += other.skipped
+        rejectedAtPayee += other.rejectedAtPayee
+        for (depth, v) in other.validations.enumerated() where v.count > 0 {
+            if depth >= validations.count { validations += Array(repeating: (0, 0, 0), count: depth + 1 - validations.count) }
+            validations[depth].count += v.count
+            validations[depth].total &+= v.total
+            validations[depth].max = Swift.max(validations[depth].max, v.max)
+        }
+    }
+}

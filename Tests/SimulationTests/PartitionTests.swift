@@ -1,0 +1,87 @@
+import Testing
+import QuorumCrypto
+import QuorumStore
+@testable import Simulation
+
+/// A scenario a partitioned run accepts, small enough for a debug build.
+func partitionedTiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
+    var s = try ScenarioFile(file: "partitioned.yaml").parse("""
+        name: partitioned
+        seed: 7
+        duration_s: 1
+        drain_s: 10
+        topology: {groups: 4, n: 4, f: 1}
+        network:
+          latency: {model: uniform, min_ms: 5, max_ms: 25}
+        workload: {principals: 40, rate: 120, inputs: 1, outputs: 2}
+        engine: {partitions: 2}
+        """)
+    edit(&s)
+    return s
+}
+
+@Suite struct PartitionTests {
+    /// Every payment confirms, hand-overs and confirmations cross between the partitions, the
+    /// end-of-run checks find nothing, and a second run writes the same bytes.
+    @Test func partitionedRunConfirmsEveryPaymentAndRepeats() throws {
+        func once() throws -> (RunReport, PartitionedRun) {
+            let run = try PartitionedRun(scenario: try partitionedTiny())
+            run.run(progressEvery: 1 << 16, progress: nil)
+            return (run.report(scenarioHash: "x", toolVersion: "t"), run)
+        }
+        let (a, run) = try once()
+        #expect(a.payments > 80)
+        #expect(a.confirmed == a.payments && a.failed == 0, "\(a.summaryJSON)")
+        #expect(a.violations.isEmpty, "\(a.violationsCSV)")
+        #expect(a.latencyCSV.split(separator: "\n").count == a.payments + 1)
+        #expect(run.crossDeliveries > 0 && run.crossConfirmations > 0)
+        let (b, _) = try once()
+        #expect(a.throughputCSV == b.throughputCSV && a.latencyCSV == b.latencyCSV && a.summaryJSON == b.summaryJSON)
+        #expect(a.violationsCSV == b.violationsCSV && a.validationCSV == b.validationCSV)
+    }
+
+    /// The split gives every node one partition (a group's replicas and its principals together),
+    /// every principal to exactly one partition's payers, and shares of the cap that add up to it.
+    @Test func splitCoversEveryNodeOnceAndSharesTheCap() throws {
+        let scenario = try partitionedTiny {
+            $0.topology.groups = 7
+            $0.engine.partitions = 3
+            $0.workload.payments = 1001
+        }
+        let shardOf = (0..<40).map { ($0 * 5) % 7 }
+        let splits = try (0..<3).map { try PartitionSplit(scenario: scenario, shardOf: shardOf, index: $0) }
+        #expect(splits.reduce(0) { $0 + $1.paymentCap } == 1001)
+        #expect(splits.flatMap(\.payers).sorted() == (0..<40).map { Int32($0) })
+        let replicaCount = scenario.topology.replicaCount
+        for split in splits {
+            #expect(split.nodeOwner == splits[0].nodeOwner)
+            for (p, group) in shardOf.enumerated() {
+                // A principal lives with its group's replicas.
+                #expect(split.nodeOwner[replicaCount + p] == split.nodeOwner[group * scenario.topology.n])
+            }
+        }
+        #expect(Set(splits[0].nodeOwner) == [0, 1, 2])
+        #expect(abs(splits.reduce(0.0) { $0 + $1.rate } - scenario.workload.rate) < 1e-9)
+    }
+
+    /// What a partitioned run cannot simulate is an error naming engine.partitions, not a
+    /// silently different run; a one-thread entry point refuses a partitioned scenario.
+    @Test func unsupportedScenariosAreErrorsNamingTheField() throws {
+        let cases: [(String, (inout Scenario) -> Void)] = [
+            ("faults", { $0.faults.auditReads = 1 }),
+            ("minimum delay", { $0.network.latency = .normal(mean: 10 * Time.millisecond, stddev: 3 * Time.millisecond) }),
+            ("assignment", { $0.topology.assignment = .randomGroup }),
+            ("groups", { $0.engine.partitions = 5 }),
+        ]
+        for (what, edit) in cases {
+            let scenario = try partitionedTiny(edit)
+            do {
+                _ = try Systems.make(scenario)
+                Issue.record("\(what): accepted")
+            } catch {
+                #expect("\(error)".contains("engine.partitions"), "\(what): \(error)")
+            }
+        }
+        #expect(throws: ConfigurationError.self) { try Simulator(scenario: try partitionedTiny()) }
+    }
+}
