@@ -303,6 +303,49 @@ final class InvariantChecker {
         var honestLive: (Int) -> Bool
         /// When a payment key's writer saw it committed, if it did.
         var committedAt: (Digest) -> UInt64?
+        /// S9's findings, when they were found already (`invalidStores`, by each partition of a
+        /// partitioned run); nil: `finish` finds them.
+        var checkedStores: [(replica: Int, key: Digest)]? = nil
+    }
+
+    /// S9's finding for each of `replicas` (in that order) that stores a record without a valid
+    /// certificate: the smallest such key. A function of the stores alone, so the partitions of
+    /// a partitioned run each check their own replicas, at once.
+    static func invalidStores(context: ProtocolContext, replicas: [Int],
+                              storedRecords: (_ replica: Int, _ visit: (StoredRecord) -> Void) -> Void) -> [(replica: Int, key: Digest)] {
+        var findings = [(replica: Int, key: Digest)]()
+        let checkMeter = CryptoMeter(context.verifier)
+        // The members of a shard store the same record objects: each is verified once while its
+        // verdict is remembered by identity (the very objects, so the verdict is the same; the
+        // stores keep them alive meanwhile), and the other stores' copies are judged without
+        // reading the records at all (a million-payment run's stores hold 12 million, scattered
+        // over gigabytes). Cleared as it fills: consecutive replicas are one shard's members.
+        var verdicts = [StoredRecord.Identity: Bool]()
+        for replica in replicas {
+            if verdicts.count > 1 << 16 { verdicts.removeAll(keepingCapacity: true) }
+            // In store order (unspecified), each record checked on its own (a memo of payments
+            // already checked by key, unlike the memo of identical objects above, would let a
+            // batch redeem's embedded spender pass on the strength of another record with its
+            // key, depending on which came first), and the one reported is the smallest bad key:
+            // so nothing here needs the store sorted (sorting every replica's records was 4 % of
+            // a run's instructions).
+            var firstBad: Digest?
+            storedRecords(replica) { r in
+                let identity = r.identity
+                let valid: Bool
+                if let known = verdicts[identity] {
+                    valid = known
+                } else {
+                    var alone = CheckedAlone()
+                    valid = (try? context.verify(r, meter: checkMeter, verified: &alone)) != nil
+                    verdicts[identity] = valid
+                }
+                guard !valid else { return }
+                if firstBad.map({ r.key < $0 }) ?? true { firstBad = r.key }
+            }
+            if let key = firstBad { findings.append((replica, key)) }
+        }
+        return findings
     }
 
     func finish(_ world: World) -> [Violation] {
@@ -406,38 +449,10 @@ final class InvariantChecker {
             }
         }
         // S9: every record an honest replica stores carries a well-formed, valid certificate.
-        let checkMeter = CryptoMeter(context.verifier)
-        // The members of a shard store the same record objects: each is verified once while its
-        // verdict is remembered by identity (the very objects, so the verdict is the same; the
-        // stores keep them alive meanwhile), and the other stores' copies are judged without
-        // reading the records at all (a million-payment run's stores hold 12 million, scattered
-        // over gigabytes). Cleared as it fills: consecutive replicas are one shard's members.
-        var verdicts = [StoredRecord.Identity: Bool]()
-        for replica in world.honestReplicas {
-            if verdicts.count > 1 << 16 { verdicts.removeAll(keepingCapacity: true) }
-            // In store order (unspecified), each record checked on its own (a memo of payments
-            // already checked by key, unlike the memo of identical objects above, would let a
-            // batch redeem's embedded spender pass on the strength of another record with its
-            // key, depending on which came first), and the one reported is the smallest bad key:
-            // so nothing here needs the store sorted (sorting every replica's records was 4 % of
-            // a run's instructions).
-            var firstBad: Digest?
-            world.storedRecords(replica) { r in
-                let identity = r.identity
-                let valid: Bool
-                if let known = verdicts[identity] {
-                    valid = known
-                } else {
-                    var alone = CheckedAlone()
-                    valid = (try? context.verify(r, meter: checkMeter, verified: &alone)) != nil
-                    verdicts[identity] = valid
-                }
-                guard !valid else { return }
-                if firstBad.map({ r.key < $0 }) ?? true { firstBad = r.key }
-            }
-            if let key = firstBad {
-                violate("S9", world.end, "replica \(replica) stores \(key) with an invalid certificate", once: "S9\(replica)")
-            }
+        let findings = world.checkedStores ?? InvariantChecker.invalidStores(context: context, replicas: world.honestReplicas,
+                                                                              storedRecords: world.storedRecords)
+        for (replica, key) in findings {
+            violate("S9", world.end, "replica \(replica) stores \(key) with an invalid certificate", once: "S9\(replica)")
         }
         // S11: once a read returned a value, no read started later returns "not found".
         for key in reads.keys.sorted() {

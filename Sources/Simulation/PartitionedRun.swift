@@ -168,6 +168,9 @@ private final class PartitionWorker {
     var inbound: [CrossDelivery] = []
     var inboundConfirmations: [Confirmation] = []
     var quit = false
+    /// Check this partition's replicas' stores (S9) before quitting.
+    var checkStoresOnQuit = false
+    private(set) var storeFindings: [(replica: Int, key: Digest)] = []
     // Set by the round.
     var outbound: [[CrossDelivery]] = []
     var confirmations: [[Confirmation]] = []
@@ -213,13 +216,25 @@ private final class PartitionWorker {
         issued = sim.records.count
     }
 
+    /// S9 over this partition's replicas: each partition's stores hold its own objects only.
+    func checkStores() {
+        guard let sim else { return }
+        let mine = (0..<sim.replicaCount).filter { Int(sim.nodeOwner[$0]) == index && !sim.faults.isByzantine($0) }
+        storeFindings = InvariantChecker.invalidStores(context: sim.context, replicas: mine) { i, visit in
+            sim.replicas[i].durable.store.forEach(visit)
+        }
+    }
+
     /// The thread's life: build, then a round per `go` until told to quit.
     func threadMain() {
         build()
         done.signal()
         while true {
             go.wait()
-            if quit { break }
+            if quit {
+                if checkStoresOnQuit { checkStores() }
+                break
+            }
             round()
             done.signal()
         }
@@ -369,25 +384,35 @@ public final class PartitionedRun: SystemRun {
             start = max(end, next)
             if next == UInt64.max { break }
         }
-        for u in units.dropFirst() {
+        // The events are over: the end-of-run checks start (wall.json's checks_s).
+        var totals = (events: UInt64(0), issued: 0, unfinished: 0, end: UInt64(0))
+        for u in units {
             u._withUnsafeGuaranteedRef { w in
-                w.quit = true
-                w.go.signal()
-                w.done.wait()
+                totals.events &+= w.events
+                totals.issued += w.issued
+                totals.unfinished += w.unfinished
+                totals.end = max(totals.end, w.lastTime)
             }
         }
+        progress?(Progress(simulatedTime: totals.end, horizon: horizon, events: totals.events, issued: totals.issued,
+                           finished: totals.issued - totals.unfinished, checking: true))
+        // The threads' last work: S9 over their own replicas' stores, beside partition 0's here.
+        for u in units.dropFirst() {
+            u._withUnsafeGuaranteedRef { w in
+                w.checkStoresOnQuit = true
+                w.quit = true
+                w.go.signal()
+            }
+        }
+        units[0]._withUnsafeGuaranteedRef { $0.checkStores() }
+        for u in units.dropFirst() { u._withUnsafeGuaranteedRef { $0.done.wait() } }
         joined = true
         let sims = workers.compactMap(\.sim)
-        let endTime = workers.map(\.lastTime).max() ?? 0
+        let endTime = totals.end
         for s in sims {
             s.endTime = endTime
             s.queue = EventQueue(reserving: 0)
         }
-        let events = sims.reduce(0) { $0 &+ $1.events }
-        let issued = sims.reduce(0) { $0 + $1.records.count }
-        let unfinished = sims.reduce(0) { $0 + $1.unfinished }
-        progress?(Progress(simulatedTime: endTime, horizon: horizon, events: events, issued: issued,
-                           finished: issued - unfinished, checking: true))
         let order = PartitionedRun.issueOrder(sims)
         violations = checkInvariants(sims, order: order, endTime: endTime)
         primary = PartitionedRun.absorb(sims, order: order, violations: violations)
@@ -458,7 +483,8 @@ public final class PartitionedRun: SystemRun {
                     return t == PaymentRecord.never ? nil : t
                 }
                 return nil
-            })
+            },
+            checkedStores: workers.flatMap(\.storeFindings).sorted { $0.replica < $1.replica })
         return checker.finish(world)
     }
 
