@@ -517,16 +517,8 @@ extension InvariantChecker {
         let total = parts.reduce(0) { $0 + $1.paymentList.count }
         merged.paymentList.reserveCapacity(total)
         merged.paymentIndex.reserveCapacity(total)
-        var heads = [Int](repeating: 0, count: parts.count)
-        while true {
-            var best = -1, bestSeen = UInt64.max
-            for (i, part) in parts.enumerated() where heads[i] < part.paymentList.count {
-                let seen = part.paymentList[heads[i]].seen
-                if best < 0 || seen < bestSeen { (best, bestSeen) = (i, seen) }
-            }
-            guard best >= 0 else { break }
-            let entry = parts[best].paymentList[heads[best]]
-            heads[best] += 1
+        for (list, index) in mergeOrder(parts.map(\.paymentList.count), by: { parts[$0].paymentList[$1].seen }) {
+            let entry = parts[list].paymentList[index]
             guard merged.paymentIndex[entry.record.key] == nil else { continue }
             merged.paymentIndex[entry.record.key] = Int32(truncatingIfNeeded: merged.paymentList.count)
             merged.paymentList.append(entry)
@@ -540,19 +532,8 @@ extension InvariantChecker {
             part.redeemSpender = [:]
             part.secondSpender = [:]
         }
-        var accepted = [(principal: Int, record: CertifiedPayment, time: UInt64)]()
-        accepted.reserveCapacity(parts.reduce(0) { $0 + $1.accepted.count })
-        heads = [Int](repeating: 0, count: parts.count)
-        while true {
-            var best = -1, bestTime = UInt64.max
-            for (i, part) in parts.enumerated() where heads[i] < part.accepted.count {
-                let t = part.accepted[heads[i]].time
-                if best < 0 || t < bestTime { (best, bestTime) = (i, t) }
-            }
-            guard best >= 0 else { break }
-            accepted.append(parts[best].accepted[heads[best]])
-            heads[best] += 1
-        }
+        let accepted = mergeOrder(parts.map(\.accepted.count), by: { parts[$0].accepted[$1].time })
+            .map { parts[$0.list].accepted[$0.index] }
         merged.accepted = accepted
         for (i, part) in parts.enumerated() {
             part.accepted = []

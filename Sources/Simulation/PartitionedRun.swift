@@ -421,19 +421,8 @@ public final class PartitionedRun: SystemRun {
     /// Every payment as (partition, index), in the order the one-thread run would list them: by
     /// the time its writer started, earlier partitions first on ties.
     private static func issueOrder(_ sims: [Simulator]) -> [(part: UInt8, index: Int32)] {
-        var order = [(part: UInt8, index: Int32)]()
-        order.reserveCapacity(sims.reduce(0) { $0 + $1.records.count })
-        var heads = [Int](repeating: 0, count: sims.count)
-        while true {
-            var best = -1, bestTime = UInt64.max
-            for (i, s) in sims.enumerated() where heads[i] < s.records.count {
-                let t = s.records[heads[i]].started
-                if best < 0 || t < bestTime { (best, bestTime) = (i, t) }
-            }
-            guard best >= 0 else { return order }
-            order.append((UInt8(best), Int32(heads[best])))
-            heads[best] += 1
-        }
+        mergeOrder(sims.map(\.records.count)) { sims[$0].records[$1].started }
+            .map { (UInt8(truncatingIfNeeded: $0.list), Int32(truncatingIfNeeded: $0.index)) }
     }
 
     /// PROTOCOL §7 over the whole run: one checker from every partition's observations, and a
@@ -542,5 +531,23 @@ extension Metrics {
             validations[depth].total &+= v.total
             validations[depth].max = Swift.max(validations[depth].max, v.max)
         }
+    }
+}
+
+/// Where each entry of several lists goes when they are merged by `key`: (list, index) pairs,
+/// each list's own order kept, an earlier list first on equal keys.
+func mergeOrder(_ counts: [Int], by key: (_ list: Int, _ index: Int) -> UInt64) -> [(list: Int, index: Int)] {
+    var order = [(list: Int, index: Int)]()
+    order.reserveCapacity(counts.reduce(0, +))
+    var heads = [Int](repeating: 0, count: counts.count)
+    while true {
+        var best = -1, bestKey = UInt64.max
+        for (list, count) in counts.enumerated() where heads[list] < count {
+            let k = key(list, heads[list])
+            if best < 0 || k < bestKey { (best, bestKey) = (list, k) }
+        }
+        guard best >= 0 else { return order }
+        order.append((best, heads[best]))
+        heads[best] += 1
     }
 }

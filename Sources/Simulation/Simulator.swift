@@ -284,15 +284,7 @@ public final class Simulator {
         // and for L3 to be checked on what happened before it.
         let disrupted = lastDisruption > 0 && scenario.protocolSettings.repair > 0
         while let next = queue.nextTime, next <= horizon {
-            guard let (time, event) = queue.pop() else { break }
-            now = time
-            events &+= 1
-            trace?.record(time: time, event: event)
-            // The event after next: its node's first lines. The next: what those lines point to.
-            if let later = queue.upcomingNode(1) { prefetch(later) }
-            if let soon = queue.upcomingNode(0) { prefetchDeeper(soon) }
-            prefetchRecords()
-            handle(event)
+            guard step() else { break }
             if events % progressEvery == 0 {
                 progress?(Progress(simulatedTime: now, horizon: horizon, events: events, issued: records.count,
                                    finished: records.count - unfinished))
@@ -312,15 +304,22 @@ public final class Simulator {
     /// coordinator decides when the run ends and checks the invariants over every partition.
     func runWindow(until end: UInt64) {
         while let next = queue.nextTime, next < end {
-            guard let (time, event) = queue.pop() else { break }
-            now = time
-            events &+= 1
-            trace?.record(time: time, event: event)
-            if let later = queue.upcomingNode(1) { prefetch(later) }
-            if let soon = queue.upcomingNode(0) { prefetchDeeper(soon) }
-            prefetchRecords()
-            handle(event)
+            guard step() else { break }
         }
+    }
+
+    /// Handles the next event; false when there is none.
+    @inline(__always) private func step() -> Bool {
+        guard let (time, event) = queue.pop() else { return false }
+        now = time
+        events &+= 1
+        trace?.record(time: time, event: event)
+        // The event after next: its node's first lines. The next: what those lines point to.
+        if let later = queue.upcomingNode(1) { prefetch(later) }
+        if let soon = queue.upcomingNode(0) { prefetchDeeper(soon) }
+        prefetchRecords()
+        handle(event)
+        return true
     }
 
     /// Starts loading the cache lines an upcoming event's node reads first (its CPU slot and the
