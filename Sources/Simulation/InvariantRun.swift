@@ -82,9 +82,12 @@ extension Simulator {
 
     /// Time for repair to carry every certified record to a peer: one round per batch of the
     /// whole run's records, plus a few rounds and hops of slack.
-    var repairSettle: UInt64 {
+    var repairSettle: UInt64 { repairSettle(records: records.count) }
+
+    /// The same for a run of `records` payments (a partitioned run's, over all partitions).
+    func repairSettle(records: Int) -> UInt64 {
         let repair = scenario.protocolSettings.repair
-        let batches = UInt64(2 * records.count / ReplicaSettings().repairBatch)
+        let batches = UInt64(2 * records / ReplicaSettings().repairBatch)
         return repair &* (4 &+ batches) &+ 8 &* hopBound
     }
 

@@ -64,16 +64,6 @@ struct Network {
         duplicated += other.duplicated
     }
 
-    /// The smallest delay the latency model can draw (a partitioned run's window).
-    var minimumDelay: UInt64 {
-        switch settings.latency {
-        case let .constant(c): return c
-        case let .uniform(lo, _): return lo
-        case .normal, .logNormal: return 0
-        case let .regions(_, matrix, _): return matrix.flatMap { $0 }.min() ?? 0
-        }
-    }
-
     private mutating func delay(_ from: NodeID, _ to: NodeID) -> UInt64 {
         var d: UInt64
         switch settings.latency {

@@ -56,7 +56,7 @@ struct PartitionSplit {
             throw fail("simulates fault-free runs only: faults (replica faults, attacks, mutants, audit reads) need engine.partitions: 1")
         }
         guard s.network.partitions.isEmpty else { throw fail("cannot simulate network.partitions (use engine.partitions: 1)") }
-        guard Network(settings: s.network, replicaCount: 0, principalCount: 0, seed: 0).minimumDelay > 0 else {
+        guard s.network.minimumDelay > 0 else {
             throw fail("needs a latency model with a positive minimum delay (constant, uniform with min_ms > 0, or regions): it is the window the partitions run in lock-step")
         }
     }
@@ -241,6 +241,13 @@ private final class PartitionWorker {
         done.signal()
     }
 
+    /// Tells the (started, idle) thread to quit, and waits until it has.
+    func stop() {
+        quit = true
+        go.signal()
+        done.wait()
+    }
+
     func start() throws(ConfigurationError) {
         var thread = pthread_t()
         let context = Unmanaged.passUnretained(self).toOpaque()
@@ -295,11 +302,7 @@ public final class PartitionedRun: SystemRun {
         for w in workers.dropFirst().prefix(started) { w.done.wait() }
         failure = failure ?? workers.lazy.compactMap(\.buildError).first
         if let failure {
-            for w in workers.dropFirst().prefix(started) {
-                w.quit = true
-                w.go.signal()
-                w.done.wait()
-            }
+            for w in workers.dropFirst().prefix(started) { w.stop() }
             joined = true
             throw failure
         }
@@ -307,11 +310,7 @@ public final class PartitionedRun: SystemRun {
 
     deinit {
         guard !joined else { return }
-        for w in workers.dropFirst() {
-            w.quit = true
-            w.go.signal()
-            w.done.wait()
-        }
+        for w in workers.dropFirst() { w.stop() }
     }
 
     /// Each partition's own copy of the scenario, parsed from its resolved text here: copies of
@@ -326,8 +325,8 @@ public final class PartitionedRun: SystemRun {
     }
 
     public func run(progressEvery: UInt64, progress: ((Progress) -> Void)?) {
-        guard !joined, let first = workers.first?.sim else { return }
-        let window = first.network.minimumDelay
+        guard !joined, workers.first?.sim != nil else { return }
+        let window = scenario.network.minimumDelay
         let horizon = scenario.duration &+ scenario.drain
         let duration = scenario.duration
         // While the threads run, workers are reached through unmanaged references only.
@@ -335,6 +334,8 @@ public final class PartitionedRun: SystemRun {
         var start = units.compactMap { $0._withUnsafeGuaranteedRef { $0.nextTime } }.min() ?? UInt64.max
         var rounds: UInt64 = 0
         var lastProgressEvents: UInt64 = 0
+        // Summed over the partitions after each round (before any, each reported its setup).
+        var totals = (events: UInt64(0), issued: 0, unfinished: 0, end: UInt64(0))
         while start <= horizon {
             let end = min(start &+ window, horizon &+ 1)
             for u in units.dropFirst() {
@@ -351,7 +352,7 @@ public final class PartitionedRun: SystemRun {
             rounds &+= 1
             // Route: to each partition, every other's deliveries and confirmations, in partition order.
             var next = UInt64.max
-            var unfinished = 0, events: UInt64 = 0, issued = 0
+            totals = (0, 0, 0, 0)
             for (d, u) in units.enumerated() {
                 var deliveries = [CrossDelivery](), confirmations = [Confirmation]()
                 for v in units {
@@ -368,32 +369,25 @@ public final class PartitionedRun: SystemRun {
                     w.inbound = deliveries
                     w.inboundConfirmations = confirmations
                     if let t = w.nextTime { next = min(next, t) }
-                    unfinished += w.unfinished
-                    events &+= w.events
-                    issued += w.issued
+                    totals.events &+= w.events
+                    totals.issued += w.issued
+                    totals.unfinished += w.unfinished
+                    totals.end = max(totals.end, w.lastTime)
                 }
             }
             // Confirmations just routed finish payments at their payers in the next round; a
             // payment they would finish is still counted unfinished, so this waits for them.
-            if unfinished == 0 && end > duration { break }
-            if events &- lastProgressEvents >= progressEvery {
-                lastProgressEvents = events
-                progress?(Progress(simulatedTime: end, horizon: horizon, events: events, issued: issued, finished: issued - unfinished))
+            if totals.unfinished == 0 && end > duration { break }
+            if totals.events &- lastProgressEvents >= progressEvery {
+                lastProgressEvents = totals.events
+                progress?(Progress(simulatedTime: end, horizon: horizon, events: totals.events, issued: totals.issued,
+                                   finished: totals.issued - totals.unfinished))
             }
             // The next window starts at the earliest pending event anywhere.
             start = max(end, next)
             if next == UInt64.max { break }
         }
         // The events are over: the end-of-run checks start (wall.json's checks_s).
-        var totals = (events: UInt64(0), issued: 0, unfinished: 0, end: UInt64(0))
-        for u in units {
-            u._withUnsafeGuaranteedRef { w in
-                totals.events &+= w.events
-                totals.issued += w.issued
-                totals.unfinished += w.unfinished
-                totals.end = max(totals.end, w.lastTime)
-            }
-        }
         progress?(Progress(simulatedTime: totals.end, horizon: horizon, events: totals.events, issued: totals.issued,
                            finished: totals.issued - totals.unfinished, checking: true))
         // The threads' last work: S9 over their own replicas' stores, beside partition 0's here.
@@ -435,11 +429,9 @@ public final class PartitionedRun: SystemRun {
         let owner = first.nodeOwner
         let replicaCount = first.replicaCount
         let unfinished = sims.reduce(0) { $0 + $1.unfinished }
-        let repair = scenario.protocolSettings.repair
-        let records = order.count
-        let settle = repair &* (4 &+ UInt64(2 * records / ReplicaSettings().repairBatch)) &+ 8 &* first.hopBound
+        let settle = first.repairSettle(records: order.count)
         var repairDeadline: UInt64?
-        if repair > 0, unfinished == 0, endTime > settle, endTime - settle > 0 { repairDeadline = endTime - settle }
+        if scenario.protocolSettings.repair > 0, unfinished == 0, endTime > settle { repairDeadline = endTime - settle }
         var stuck = [Int]()
         for r in 0..<replicaCount where sims[Int(owner[r])].cpu[r].busyUntil > endTime &+ 10 * Time.second { stuck.append(r) }
         var locked = [LockedFunds]()

@@ -113,6 +113,16 @@ public struct Scenario: Sendable, Equatable {
         /// Uplink bytes per second per node (0: unlimited).
         public var bandwidth: UInt64 = 0
         public var partitions: [Partition] = []
+
+        /// The smallest delay the latency model can draw (a partitioned run's window).
+        var minimumDelay: UInt64 {
+            switch latency {
+            case let .constant(c): return c
+            case let .uniform(lo, _): return lo
+            case .normal, .logNormal: return 0
+            case let .regions(_, matrix, _): return matrix.flatMap { $0 }.min() ?? 0
+            }
+        }
     }
 
     public enum Arrival: String, Sendable, Equatable, CaseIterable {
