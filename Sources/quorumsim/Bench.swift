@@ -103,11 +103,14 @@ struct Bench: ParsableCommand {
         print(row("share of wall in libsodium", String(format: "%.1f%%", share * 100), target: "≥ 66.7%", ok: share >= 2.0 / 3.0))
     }
 
-    /// Static memory per replica and per principal: peak RSS of child runs that differ in one count.
+    /// Static memory per replica and per principal: heap in use at the end of child runs that
+    /// differ in one count, each simulated by one thread (a partitioned run's every partition
+    /// also holds the principals' keys and the genesis payments, which would count twice).
     private func memoryFigures() throws {
         func peak(groups: Int, principals: Int) throws -> Double {
             var s = try loadScenario(path: scaleScenario)
             s.name = "bench-memory"
+            s.engine.partitions = 1
             s.topology.groups = groups
             s.workload.principals = principals
             s.workload.payments = 1
@@ -118,7 +121,7 @@ struct Bench: ParsableCommand {
         let base = try peak(groups: 250, principals: 25_000)
         let moreReplicas = try peak(groups: 1000, principals: 25_000)
         let morePrincipals = try peak(groups: 250, principals: 50_000)
-        print("\nmemory (heap at the end of child runs with one payment, modelled crypto; per payment: see the scale curve)")
+        print("\nmemory (heap at the end of one-thread child runs with one payment, modelled crypto; per payment: see the scale curve)")
         print(row("per replica", String(format: "%.2f KiB (+3,000 replicas: +%.1f MiB)", (moreReplicas - base) * 1024 / 3000, moreReplicas - base)))
         print(row("per principal", String(format: "%.2f KiB (+25,000 principals: +%.1f MiB)", (morePrincipals - base) * 1024 / 25_000, morePrincipals - base)))
     }
@@ -142,7 +145,8 @@ struct Bench: ParsableCommand {
                             round, rounds, payments, r.wall, r.user, r.system, r.setup, r.checks, r.peakMiB))
             }
         }
-        print("\nscale (\(scaleScenario): \(rounds == 1 ? "one run per point" : "median of \(rounds) interleaved rounds"))")
+        let threads = try loadScenario(path: scaleScenario).engine.partitions
+        print("\nscale (\(scaleScenario), engine.partitions \(threads): \(rounds == 1 ? "one run per point" : "median of \(rounds) interleaved rounds"))")
         print("  payments     wall s   range s        user+kernel s   peak MiB   time ×prev   payments/s   events/s")
         var previous: Double?
         var worstRatio: Double?
