@@ -10,35 +10,43 @@ extension Simulator {
     /// (`quorumsim run --memory-breakdown`). Objects shared
     /// between parts (a record held by replicas and by the checker) count where the last holder
     /// is freed, so the order is chosen from the most to the least shared.
-    public func memoryBreakdown() -> [(part: String, bytes: Int)] {
+    public func memoryBreakdown() -> [(part: String, bytes: Int)] { Simulator.memoryBreakdown(of: [self]) }
+
+    /// The same over several simulators, each part freed in all of them at once: a partitioned
+    /// run's partitions (its objects are per partition, so the parts add up alike).
+    static func memoryBreakdown(of sims: [Simulator]) -> [(part: String, bytes: Int)] {
         var parts = [(String, Int)]()
-        func release(_ name: String, _ body: () -> Void) {
+        func release(_ name: String, _ body: (Simulator) -> Void) {
             let before = Simulator.heapInUse()
-            body()
+            for sim in sims { body(sim) }
             parts.append((name, max(0, before - Simulator.heapInUse())))
         }
-        // Every replica lists the same tables in the same order: sum them by position.
-        let names = replicas.first?.tableSizes.map(\.table) ?? []
+        // Every replica lists the same tables in the same order: sum them by position. A
+        // partition's own replicas only (the others' slots are idle, and empty).
+        let names = sims.first?.replicas.first?.tableSizes.map(\.table) ?? []
         var tables = [(count: Int, bytes: Int)](repeating: (0, 0), count: names.count)
-        for replica in replicas {
-            for (i, t) in replica.tableSizes.enumerated() {
-                tables[i].count += t.count
-                tables[i].bytes += t.capacity * t.bucketBytes
+        for sim in sims {
+            for (r, replica) in sim.replicas.enumerated() where sim.nodeOwner.isEmpty || Int(sim.nodeOwner[r]) == Int(sim.partition) {
+                for (i, t) in replica.tableSizes.enumerated() {
+                    tables[i].count += t.count
+                    tables[i].bytes += t.capacity * t.bucketBytes
+                }
             }
         }
-        release("invariant checker") { checker = InvariantChecker(context: context) }
-        release("event queue") { queue = EventQueue<Event>(reserving: 0) }
-        release("principals (wallets, writers, readers)") { principals = []; cpu = [] }
-        release("replicas (stores, locks, repair queues)") { replicas = [] }
+        release("invariant checker") { $0.checker = InvariantChecker(context: $0.context) }
+        release("event queue") { $0.queue = EventQueue<Event>(reserving: 0) }
+        release("principals (wallets, writers, readers)") { $0.principals = []; $0.cpu = [] }
+        release("replicas (stores, locks, repair queues)") { $0.replicas = [] }
         for (name, t) in zip(names, tables) {
             parts.append(("  replica table \(name) (\(t.count) entries, buckets only)", t.bytes))
         }
         release("payment index and metrics") {
-            records = []
-            recordIndex = [:]
-            certifiedList = []
-            metrics = Metrics(bucket: metrics.bucket, loadGroups: metrics.loadGroups)
+            $0.records = []
+            $0.recordIndex = [:]
+            $0.certifiedList = []
+            $0.metrics = Metrics(bucket: $0.metrics.bucket, loadGroups: $0.metrics.loadGroups)
         }
+        if sims.count > 1 { release("hand-overs from other partitions (their index)") { $0.foreign = [:] } }
         parts.append(("rest (keys, groups, genesis, code)", Simulator.heapInUse()))
         return parts
     }

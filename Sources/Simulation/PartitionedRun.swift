@@ -498,6 +498,17 @@ public final class PartitionedRun: SystemRun {
     }
 
     public var runViolations: [Violation] { violations }
+
+    /// `quorumsim run --memory-breakdown`: each part freed in every partition at once. Destroys
+    /// the run's state (call it last); empty before the run has ended.
+    public func memoryBreakdown() -> [(part: String, bytes: Int)] {
+        let sims = partitionSimulators
+        return sims.isEmpty ? [] : Simulator.memoryBreakdown(of: sims)
+    }
+
+    /// Every partition's simulator, once the threads have exited (none before: while they run,
+    /// their objects belong to their threads).
+    var partitionSimulators: [Simulator] { joined ? workers.compactMap(\.sim) : [] }
 }
 
 extension Metrics {

@@ -69,7 +69,7 @@ struct Run: ParsableCommand {
     @Flag(help: "Also write ledger.txt: every certified record with its certificate (hex of the canonical encoding).")
     var dumpLedger = false
 
-    @Flag(help: "After the run, print on stderr how many heap bytes each part of the simulator holds (quorumcoin only).")
+    @Flag(help: "After the run, print on stderr how many heap bytes each part of the simulator holds (quorumcoin only; a partitioned run's parts summed over its partitions).")
     var memoryBreakdown = false
 
     func run() throws {
@@ -93,6 +93,8 @@ struct Run: ParsableCommand {
         finishedRuns.append(simulator)
         let quorum = simulator as? Simulator
         if dumpLedger, quorum == nil { throw ValidationError("--dump-ledger needs system quorumcoin and engine.partitions: 1") }
+        let partitioned = simulator as? PartitionedRun
+        if memoryBreakdown, quorum == nil, partitioned == nil { throw ValidationError("--memory-breakdown needs system quorumcoin") }
         let setup = ContinuousClock.now - start
         let showProgress = !quiet && isatty(STDERR_FILENO) == 1
         // When the events ended and the end-of-run invariant checks began (wall.json's checks_s).
@@ -154,8 +156,8 @@ struct Run: ParsableCommand {
               + "\(report.events) events in \(String(format: "%.2f", wall)) s wall "
               + "(\(Int(Double(report.events) / max(wall, 1e-9))) events/s, \(String(format: "%.0f", Double(report.confirmed) / max(wall, 1e-9))) payments/s); "
               + "results in \(folder)/")
-        if memoryBreakdown, let quorum {
-            for (part, bytes) in quorum.memoryBreakdown() {
+        if memoryBreakdown {
+            for (part, bytes) in quorum?.memoryBreakdown() ?? partitioned?.memoryBreakdown() ?? [] {
                 let label = part.count < 56 ? part + String(repeating: " ", count: 56 - part.count) : part
                 note("  " + label + String(format: "%8.1f MiB %7.0f B/payment", Double(bytes) / 1048576,
                                            Double(bytes) / Double(max(1, report.payments))))

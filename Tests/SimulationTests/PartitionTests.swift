@@ -40,6 +40,25 @@ func partitionedTiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scen
         #expect(a.violationsCSV == b.violationsCSV && a.validationCSV == b.validationCSV)
     }
 
+    /// `--memory-breakdown` of a partitioned run frees the parts of every partition, and counts
+    /// each replica's tables once, in the partition that runs it.
+    @Test func memoryBreakdownCoversEveryPartition() throws {
+        let run = try PartitionedRun(scenario: try partitionedTiny())
+        #expect(run.memoryBreakdown().isEmpty)  // the threads have not run: nothing is theirs to free
+        run.run(progressEvery: 1 << 16, progress: nil)
+        let sims = run.partitionSimulators
+        #expect(sims.count == 2)
+        var stored = 0
+        for sim in sims {
+            for r in sim.replicas.indices where Int(sim.nodeOwner[r]) == Int(sim.partition) { stored += sim.replicas[r].durable.store.count }
+        }
+        #expect(stored > 0)
+        let parts = run.memoryBreakdown()
+        #expect(parts.contains { $0.part.hasPrefix("  replica table store (\(stored) entries") }, "\(parts)")
+        #expect(parts.contains { $0.part.hasPrefix("hand-overs from other partitions") })
+        #expect(sims.allSatisfy { $0.replicas.isEmpty && $0.principals.isEmpty })
+    }
+
     /// The split gives every node one partition (a group's replicas and its principals together),
     /// every principal to exactly one partition's payers, and shares of the cap that add up to it.
     @Test func splitCoversEveryNodeOnceAndSharesTheCap() throws {
