@@ -150,7 +150,7 @@ struct Bench: ParsableCommand {
         print("  payments     wall s   range s        user+kernel s   peak MiB   time ×prev   payments/s   events/s")
         var previous: Double?
         var worstRatio: Double?
-        var first: (payments: Int, peak: Double)?
+        var first: (payments: Int, peak: Double, wall: Double)?
         var last: (wall: Double, peak: Double)?
         for (payments, all) in zip(points, runs) {
             let r = all.sorted { $0.wall < $1.wall }[all.count / 2]
@@ -169,11 +169,18 @@ struct Bench: ParsableCommand {
             if let f = first, payments > f.payments {
                 print(String(format: "    memory per payment since %d: %.2f KiB", f.payments, (peak - f.peak) * 1024 / Double(payments - f.payments)))
             } else {
-                first = (payments, peak)
+                first = (payments, peak, r.wall)
             }
         }
         if let worstRatio {
             print(row("doubling cost, worst step", String(format: "%.2f×", worstRatio), target: "≤ 2.2×", ok: worstRatio <= 2.2))
+        }
+        // The whole curve's growth as a rate per doubling (a step's ratio also carries the noise
+        // of its two points; this one only that of the ends).
+        if let first, let last, let end = points.last, end > first.payments, first.wall > 0 {
+            let perDoubling = pow(last.wall / first.wall, 1 / log2(Double(end) / Double(first.payments)))
+            print(row("doubling cost, whole curve", String(format: "%.2f× per doubling (%d → %d: %.1f×)", perDoubling,
+                                                             first.payments, end, last.wall / first.wall)))
         }
         if let last, points.last == 1_000_000 {
             print(row("1M payments wall", String(format: "%.1f s", last.wall), target: "< 60 s", ok: last.wall < 60))
