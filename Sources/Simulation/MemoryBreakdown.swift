@@ -26,7 +26,7 @@ extension Simulator {
         let names = sims.first?.replicas.first?.tableSizes.map(\.table) ?? []
         var tables = [(count: Int, bytes: Int)](repeating: (0, 0), count: names.count)
         for sim in sims {
-            for (r, replica) in sim.replicas.enumerated() where sim.nodeOwner.isEmpty || Int(sim.nodeOwner[r]) == Int(sim.partition) {
+            for (r, replica) in sim.replicas.enumerated() where sim.hosts(node: r) {
                 for (i, t) in replica.tableSizes.enumerated() {
                     tables[i].count += t.count
                     tables[i].bytes += t.capacity * t.bucketBytes

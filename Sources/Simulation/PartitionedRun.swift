@@ -219,7 +219,7 @@ private final class PartitionWorker {
     /// S9 over this partition's replicas: each partition's stores hold its own objects only.
     func checkStores() {
         guard let sim else { return }
-        let mine = (0..<sim.replicaCount).filter { Int(sim.nodeOwner[$0]) == index && !sim.faults.isByzantine($0) }
+        let mine = (0..<sim.replicaCount).filter { sim.hosts(node: $0) && !sim.faults.isByzantine($0) }
         storeFindings = InvariantChecker.invalidStores(context: sim.context, replicas: mine) { i, visit in
             sim.replicas[i].durable.store.forEach(visit)
         }

@@ -184,7 +184,7 @@ public final class Simulator {
         principals = principalSigners.indices.map { i in
             let signer = principalSigners[i], g = genesisPayments[i]
             var wallet = Wallet<PaymentProof>(signer: signer, networkId: networkId)
-            guard owner.isEmpty || owner[replicaCount + i] == me else {
+            guard Simulator.hosts(node: replicaCount + i, owner: owner, partition: me) else {
                 return PrincipalHost(meter: idle, wallet: wallet, reader: Simulator.reader(ctx, idle, scenario))
             }
             wallet.receive(g, proof: .genesis)
@@ -249,7 +249,7 @@ public final class Simulator {
         case .open:
             if arrivalRate > 0 { queue.push(.arrival, at: nextArrival(after: 0)) }
         case .closed:
-            for (p, t) in w.closedLoopStarts(seed: scenario.seed) where owns(principal: Int(p)) {
+            for (p, t) in w.closedLoopStarts(seed: scenario.seed) where hosts(node: replicaCount + Int(p)) {
                 queue.push(.issue(principal: p, requested: t), at: t)
             }
         }
@@ -273,8 +273,11 @@ public final class Simulator {
         t &+ workloadRandom.poissonGap(perSecond: arrivalRate)
     }
 
-    /// Whether this simulator hosts principal `p` (always, unless partitioned).
-    func owns(principal p: Int) -> Bool { nodeOwner.isEmpty || nodeOwner[replicaCount + p] == partition }
+    /// Whether this simulator runs node `i` (replicas, then principals): always, unless partitioned.
+    func hosts(node i: Int) -> Bool { Simulator.hosts(node: i, owner: nodeOwner, partition: partition) }
+
+    /// The same from a partition split's parts (for use before the simulator is initialised).
+    static func hosts(node i: Int, owner: [UInt8], partition: UInt8) -> Bool { owner.isEmpty || owner[i] == partition }
 
     // MARK: Running
 
@@ -503,7 +506,7 @@ public final class Simulator {
                 principals[i - replicaCount].lastSent = (to, message)
             }
             guard let (first, second) = network.deliveries(from: node, to: to, size: size, at: done) else { continue }
-            if !nodeOwner.isEmpty, nodeOwner[Int(to.raw)] != partition {
+            if !hosts(node: Int(to.raw)) {
                 sendAcross(message, from: node, to: to, size: size, at: first, second)
                 continue
             }

@@ -134,10 +134,11 @@ struct Bench: ParsableCommand {
         let points = scalePoints.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !points.isEmpty else { throw ValidationError("--scale-points: no payment counts in \"\(scalePoints)\"") }
         let rounds = max(1, scaleRepeats)
+        let scenario = try loadScenario(path: scaleScenario)
         var runs = [[ChildRun]](repeating: [], count: points.count)
         for round in 1...rounds {
             for (i, payments) in points.enumerated() {
-                var s = try loadScenario(path: scaleScenario)
+                var s = scenario
                 s.workload.payments = payments
                 let r = try child(s)
                 runs[i].append(r)
@@ -145,8 +146,7 @@ struct Bench: ParsableCommand {
                             round, rounds, payments, r.wall, r.user, r.system, r.setup, r.checks, r.peakMiB))
             }
         }
-        let threads = try loadScenario(path: scaleScenario).engine.partitions
-        print("\nscale (\(scaleScenario), engine.partitions \(threads): \(rounds == 1 ? "one run per point" : "median of \(rounds) interleaved rounds"))")
+        print("\nscale (\(scaleScenario), engine.partitions \(scenario.engine.partitions): \(rounds == 1 ? "one run per point" : "median of \(rounds) interleaved rounds"))")
         print("  payments     wall s   range s        user+kernel s   peak MiB   time ×prev   payments/s   events/s")
         var previous: Double?
         var worstRatio: Double?
