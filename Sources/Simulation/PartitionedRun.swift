@@ -57,7 +57,7 @@ struct PartitionSplit {
         }
         guard s.network.partitions.isEmpty else { throw fail("cannot simulate network.partitions (use engine.partitions: 1)") }
         guard s.network.minimumDelay > 0 else {
-            throw fail("needs a latency model with a positive minimum delay (constant, uniform with min_ms > 0, or regions): it is the window the partitions run in lock-step")
+            throw fail("needs a latency model with a positive minimum delay (constant, uniform with min_ms > 0, or regions): it is how far apart the partitions' threads may run")
         }
     }
 }
@@ -89,8 +89,8 @@ struct Confirmation {
 }
 
 extension Simulator {
-    /// Queues a delivery to another partition's node for the end of this window. Each window is
-    /// the network's minimum delay long, so nothing sent in it can arrive before it ends.
+    /// Queues a delivery to another partition's node, handed over at the end of this window and
+    /// taken in by its partition a minimum delay later (`WindowPlan`), before it can arrive.
     func sendAcross(_ message: Message, from: NodeID, to: NodeID, size: Int, at first: UInt64, _ second: UInt64?) {
         var payment: ForeignPayment?
         if case let .handOver(certified, _) = message, let i = recordIndex[certified.key] {
@@ -105,7 +105,7 @@ extension Simulator {
         }
     }
 
-    /// Takes in what other partitions sent during the last window: confirmations of this
+    /// Takes in what other partitions sent a minimum delay ago: confirmations of this
     /// partition's payments, and deliveries (decoded here, in this partition's thread).
     func ingest(_ deliveries: [CrossDelivery], _ confirmations: [Confirmation]) {
         for c in confirmations { payeeAccepted(Int(c.index), at: c.time) }
@@ -149,13 +149,122 @@ private struct Semaphore {
     }
 }
 
+/// How a partitioned run steps through simulated time: windows of `width` nanoseconds on a grid
+/// from 0, `depth` of them to the network's minimum delay. A message sent during window m
+/// arrives at or after the start of window m + depth, so a partition may run window m as soon as
+/// every other one has finished window m − depth: the threads run up to depth − 1 windows apart
+/// and meet only where one gets that far ahead.
+struct WindowPlan {
+    let width: UInt64
+    let depth: Int
+    let horizon: UInt64
+    let duration: UInt64
+
+    /// Windows per minimum delay. Four: a thread stalled (a fresh huge page zeroed, a busy
+    /// window) is waited for only once the other is three windows ahead of it.
+    static let windowsPerDelay: UInt64 = 4
+
+    init(_ scenario: Scenario) {
+        let delay = scenario.network.minimumDelay
+        let depth = max(1, min(WindowPlan.windowsPerDelay, delay))
+        self.depth = Int(depth)
+        width = delay / depth  // depth windows fit in the delay
+        horizon = scenario.duration &+ scenario.drain
+        self.duration = scenario.duration
+    }
+}
+
+/// What a partition reports of the state it was in at the end of a window.
+struct WindowStats {
+    var unfinished = 0
+    var issued = 0
+    var events: UInt64 = 0
+    var lastTime: UInt64 = 0
+}
+
+/// What the partitions' threads hand each other, in memory that no reference count guards:
+/// each cell is written by one thread and read by one other, in turns the semaphores order. Per
+/// (sender, window slot, receiver): the deliveries and confirmations the sender produced in that
+/// window; per (sender, slot): its stats after the window; per (receiver, sender): a semaphore the
+/// sender posts once per window it finishes. Slots are reused every 2 × depth windows, by when the
+/// receiver has taken what was in them.
+private struct Exchange {
+    let parts: Int
+    let slots: Int
+    let deliveries: UnsafeMutablePointer<[CrossDelivery]>
+    let confirmations: UnsafeMutablePointer<[Confirmation]>
+    let stats: UnsafeMutablePointer<WindowStats>
+    let ready: UnsafeMutablePointer<sem_t>
+
+    init(parts: Int, depth: Int) {
+        self.parts = parts
+        slots = 2 * depth
+        let cells = parts * slots * parts
+        deliveries = .allocate(capacity: cells)
+        deliveries.initialize(repeating: [], count: cells)
+        confirmations = .allocate(capacity: cells)
+        confirmations.initialize(repeating: [], count: cells)
+        stats = .allocate(capacity: parts * slots)
+        stats.initialize(repeating: WindowStats(), count: parts * slots)
+        ready = .allocate(capacity: parts * parts)
+        for i in 0..<(parts * parts) { sem_init(ready + i, 0, 0) }
+    }
+
+    /// Frees everything, the deliveries never taken included (after the threads have exited).
+    func destroy() {
+        let cells = parts * slots * parts
+        deliveries.deinitialize(count: cells)
+        deliveries.deallocate()
+        confirmations.deinitialize(count: cells)
+        confirmations.deallocate()
+        stats.deinitialize(count: parts * slots)
+        stats.deallocate()
+        for i in 0..<(parts * parts) { sem_destroy(ready + i) }
+        ready.deallocate()
+    }
+
+    func slot(_ window: UInt64) -> Int { Int(window % UInt64(slots)) }
+    private func cell(_ from: Int, _ slot: Int, _ to: Int) -> Int { (from * slots + slot) * parts + to }
+
+    func put(from: Int, window: UInt64, to: Int, _ d: [CrossDelivery], _ c: [Confirmation]) {
+        let k = cell(from, slot(window), to)
+        deliveries[k] = d
+        confirmations[k] = c
+    }
+
+    /// Moves out what `from` sent `to` in `window` (the cells are left empty).
+    func take(from: Int, window: UInt64, to: Int) -> (deliveries: [CrossDelivery], confirmations: [Confirmation]) {
+        let k = cell(from, slot(window), to)
+        let d = (deliveries + k).move(), c = (confirmations + k).move()
+        (deliveries + k).initialize(to: [])
+        (confirmations + k).initialize(to: [])
+        return (d, c)
+    }
+
+    func setStats(of part: Int, window: UInt64, _ s: WindowStats) { stats[part * slots + slot(window)] = s }
+    func stats(of part: Int, window: UInt64) -> WindowStats { stats[part * slots + slot(window)] }
+
+    /// `from` finished a window: tell every other partition.
+    func finished(_ from: Int) {
+        for to in 0..<parts where to != from { sem_post(ready + to * parts + from) }
+    }
+
+    /// Waits until every other partition has finished one more window than it had.
+    func awaitOthers(_ me: Int) {
+        for from in 0..<parts where from != me {
+            while sem_wait(ready + me * parts + from) != 0 {}  // EINTR: wait again
+        }
+    }
+}
+
 /// One partition and the thread that simulates it. Release builds count references without
 /// atomic instructions (`Package.swift`), so no object may be retained or released by two
 /// threads at once: each partition builds its own simulator from its own copy of the scenario,
 /// a worker is reached only through unmanaged references while the threads run (its count is
-/// never touched), and what crosses between threads (arrays of deliveries) is handed over at a
-/// barrier, when its sender has stopped. Objects every thread reads (hash domain tags, record
-/// type sets, message kinds) are constants with no heap storage.
+/// never touched), and what crosses between threads (arrays of deliveries) goes through the
+/// exchange's plain memory, taken by its receiver after its sender has let go of it. Objects
+/// every thread reads (hash domain tags, record type sets, message kinds) are constants with no
+/// heap storage.
 private final class PartitionWorker {
     let index: Int
     private var scenario: Scenario?
@@ -163,22 +272,21 @@ private final class PartitionWorker {
     private(set) var buildError: (any Error)?
     let go = Semaphore()
     let done = Semaphore()
-    // Set by the coordinator before a round.
-    var windowEnd: UInt64 = 0
-    var inbound: [CrossDelivery] = []
-    var inboundConfirmations: [Confirmation] = []
+    // Set by the coordinator before `go`.
     var quit = false
-    /// Check this partition's replicas' stores (S9) before quitting.
-    var checkStoresOnQuit = false
+    var plan: WindowPlan?
+    var exchange: Exchange?
     private(set) var storeFindings: [(replica: Int, key: Digest)] = []
-    // Set by the round.
-    var outbound: [[CrossDelivery]] = []
-    var confirmations: [[Confirmation]] = []
-    var nextTime: UInt64?
-    var unfinished = 0
-    var lastTime: UInt64 = 0
-    var events: UInt64 = 0
-    var issued = 0
+    /// Deliveries and confirmations this partition took in from the others.
+    private(set) var crossDeliveries = 0
+    private(set) var crossConfirmations = 0
+    /// This thread's CPU seconds inside its windows (taking in, running, handing out), for
+    /// wall.json: the event phase's wall time less this is what the partition spent waiting for
+    /// the others. Read from the thread's own clock, never by the simulation.
+    private(set) var busySeconds = 0.0
+    /// Wall seconds this thread was blocked until the others had finished a window (what the
+    /// busy seconds and these leave of the event phase, the thread was runnable but not running).
+    private(set) var waitSeconds = 0.0
 
     init(index: Int, scenario: Scenario) {
         self.index = index
@@ -194,26 +302,68 @@ private final class PartitionWorker {
         guard let scenario else { return }
         self.scenario = nil
         do { sim = try Simulator(scenario: scenario, partition: index) } catch { buildError = error }
-        if let sim { report(sim) }
     }
 
-    /// One window: take in what arrived, run the events before `windowEnd`, hand out what leaves.
-    func round() {
-        guard let sim else { return }
-        sim.ingest(inbound, inboundConfirmations)
-        inbound = []
-        inboundConfirmations = []
-        sim.runWindow(until: windowEnd)
-        (outbound, confirmations) = sim.takeOutbound()
-        report(sim)
-    }
-
-    private func report(_ sim: Simulator) {
-        nextTime = sim.queue.nextTime
-        unfinished = sim.unfinished
-        lastTime = sim.now
-        events = sim.events
-        issued = sim.records.count
+    /// Runs this partition's windows until the run ends (the same window for every partition:
+    /// the rule reads every partition's stats of one past window), then S9 over its replicas.
+    /// `progress`, on partition 0 only, gets the totals of the window the others last finished.
+    func runWindows(progressEvery: UInt64, progress: ((Progress) -> Void)?) {
+        guard let sim, let plan, let exchange else { return }
+        let me = index, parts = exchange.parts, depth = UInt64(plan.depth)
+        var lastProgressEvents: UInt64 = 0
+        var window: UInt64 = 0
+        while true {
+            let start = window &* plan.width
+            if start > plan.horizon { break }
+            if window >= depth {
+                let past = window - depth
+                let w0 = monotonicSeconds()
+                exchange.awaitOthers(me)
+                waitSeconds += monotonicSeconds() - w0
+                var totals = WindowStats()
+                for p in 0..<parts {
+                    let s = exchange.stats(of: p, window: past)
+                    totals.unfinished += s.unfinished
+                    totals.issued += s.issued
+                    totals.events &+= s.events
+                    totals.lastTime = max(totals.lastTime, s.lastTime)
+                }
+                // Every payment issued by then had finished (confirmations in flight count as
+                // unfinished at their payers until taken in): the run ends here, for all.
+                if totals.unfinished == 0 && (past &+ 1) &* plan.width > plan.duration { break }
+                let before = threadCPUSeconds()
+                var deliveries = [CrossDelivery](), confirmations = [Confirmation]()
+                for p in 0..<parts where p != me {
+                    let (d, c) = exchange.take(from: p, window: past, to: me)
+                    deliveries += d
+                    confirmations += c
+                }
+                crossDeliveries += deliveries.count
+                crossConfirmations += confirmations.count
+                sim.ingest(deliveries, confirmations)
+                busySeconds += threadCPUSeconds() - before
+                if let progress, totals.events &- lastProgressEvents >= progressEvery {
+                    lastProgressEvents = totals.events
+                    progress(Progress(simulatedTime: (past &+ 1) &* plan.width, horizon: plan.horizon, events: totals.events,
+                                      issued: totals.issued, finished: totals.issued - totals.unfinished))
+                }
+            }
+            let before = threadCPUSeconds()
+            sim.runWindow(until: min(start &+ plan.width, plan.horizon &+ 1))
+            // Handed over by moving each list out (`[]` left behind): once `finished` is
+            // posted, nothing this thread still holds may reference them.
+            var (deliveries, confirmations) = sim.takeOutbound()
+            for p in 0..<parts where p != me {
+                exchange.put(from: me, window: window, to: p, deliveries[p], confirmations[p])
+                deliveries[p] = []
+                confirmations[p] = []
+            }
+            exchange.setStats(of: me, window: window, WindowStats(unfinished: sim.unfinished, issued: sim.records.count,
+                                                                  events: sim.events, lastTime: sim.now))
+            busySeconds += threadCPUSeconds() - before
+            exchange.finished(me)
+            window &+= 1
+        }
     }
 
     /// S9 over this partition's replicas: each partition's stores hold its own objects only.
@@ -225,18 +375,14 @@ private final class PartitionWorker {
         }
     }
 
-    /// The thread's life: build, then a round per `go` until told to quit.
+    /// The thread's life: build; then, unless told to quit, run the windows and check the stores.
     func threadMain() {
         build()
         done.signal()
-        while true {
-            go.wait()
-            if quit {
-                if checkStoresOnQuit { checkStores() }
-                break
-            }
-            round()
-            done.signal()
+        go.wait()
+        if !quit {
+            runWindows(progressEvery: .max, progress: nil)
+            checkStores()
         }
         done.signal()
     }
@@ -261,16 +407,31 @@ private final class PartitionWorker {
     }
 }
 
+/// CPU seconds the calling thread has used (user and kernel).
+private func threadCPUSeconds() -> Double {
+    var t = timespec()
+    guard clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0 else { return 0 }
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
+
+/// Seconds on the system's monotonic clock (for wall.json's waits only).
+private func monotonicSeconds() -> Double {
+    var t = timespec()
+    guard clock_gettime(CLOCK_MONOTONIC, &t) == 0 else { return 0 }
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
+
 // MARK: The run
 
-/// A QuorumCoin run simulated by `engine.partitions` threads, one per block of shards, in
-/// lock-step windows as long as the network's minimum delay (a conservative parallel
-/// discrete-event simulation: nothing a partition sends during a window can take effect before
-/// the window ends, so the partitions only meet at its end). There each partition's messages to
-/// others' nodes (hand-overs to payees and their acknowledgements: a payer's own group is in its
-/// partition) are handed over in partition order, with the confirmations payees made: the
-/// outputs are a function of the scenario alone, whatever the machine or the threads' timing.
-/// The invariants are checked at the end over all partitions at once, as in a one-thread run.
+/// A QuorumCoin run simulated by `engine.partitions` threads, one per block of shards: a
+/// conservative parallel discrete-event simulation whose lookahead is the network's minimum
+/// delay (`WindowPlan`): nothing a partition sends can take effect before that delay has passed,
+/// so each thread runs windows of simulated time and takes in, at the start of each, what the
+/// others sent one delay earlier (hand-overs to payees and their acknowledgements: a payer's own
+/// group is in its partition), in partition order, with the confirmations payees made. Each
+/// thread takes in fixed windows' worth at fixed points of its own run, so the outputs are a
+/// function of the scenario alone, whatever the machine or the threads' timing. The invariants
+/// are checked at the end over all partitions at once, as in a one-thread run.
 public final class PartitionedRun: SystemRun {
     public let scenario: Scenario
     private let workers: [PartitionWorker]
@@ -326,83 +487,32 @@ public final class PartitionedRun: SystemRun {
 
     public func run(progressEvery: UInt64, progress: ((Progress) -> Void)?) {
         guard !joined, workers.first?.sim != nil else { return }
-        let window = scenario.network.minimumDelay
-        let horizon = scenario.duration &+ scenario.drain
-        let duration = scenario.duration
+        let plan = WindowPlan(scenario)
+        let exchange = Exchange(parts: workers.count, depth: plan.depth)
+        defer { exchange.destroy() }  // after the threads have exited (below)
+        // Set before `go`, which orders these writes before the threads read them.
+        for w in workers {
+            w.plan = plan
+            w.exchange = exchange
+        }
         // While the threads run, workers are reached through unmanaged references only.
         let units = workers.map { Unmanaged.passUnretained($0) }
-        var start = units.compactMap { $0._withUnsafeGuaranteedRef { $0.nextTime } }.min() ?? UInt64.max
-        var rounds: UInt64 = 0
-        var lastProgressEvents: UInt64 = 0
-        // Summed over the partitions after each round (before any, each reported its setup).
-        var totals = (events: UInt64(0), issued: 0, unfinished: 0, end: UInt64(0))
-        while start <= horizon {
-            let end = min(start &+ window, horizon &+ 1)
-            for u in units.dropFirst() {
-                u._withUnsafeGuaranteedRef { w in
-                    w.windowEnd = end
-                    w.go.signal()
-                }
-            }
-            units[0]._withUnsafeGuaranteedRef { w in
-                w.windowEnd = end
-                w.round()
-            }
-            for u in units.dropFirst() { u._withUnsafeGuaranteedRef { $0.done.wait() } }
-            rounds &+= 1
-            // Route: to each partition, every other's deliveries and confirmations, in partition order.
-            var next = UInt64.max
-            totals = (0, 0, 0, 0)
-            for (d, u) in units.enumerated() {
-                var deliveries = [CrossDelivery](), confirmations = [Confirmation]()
-                for v in units {
-                    v._withUnsafeGuaranteedRef { w in
-                        guard d < w.outbound.count else { return }
-                        deliveries += w.outbound[d]
-                        confirmations += w.confirmations[d]
-                    }
-                }
-                for x in deliveries { next = min(next, x.at) }
-                crossDeliveries += deliveries.count
-                crossConfirmations += confirmations.count
-                u._withUnsafeGuaranteedRef { w in
-                    w.inbound = deliveries
-                    w.inboundConfirmations = confirmations
-                    if let t = w.nextTime { next = min(next, t) }
-                    totals.events &+= w.events
-                    totals.issued += w.issued
-                    totals.unfinished += w.unfinished
-                    totals.end = max(totals.end, w.lastTime)
-                }
-            }
-            // Confirmations just routed finish payments at their payers in the next round; a
-            // payment they would finish is still counted unfinished, so this waits for them.
-            if totals.unfinished == 0 && end > duration { break }
-            if totals.events &- lastProgressEvents >= progressEvery {
-                lastProgressEvents = totals.events
-                progress?(Progress(simulatedTime: end, horizon: horizon, events: totals.events, issued: totals.issued,
-                                   finished: totals.issued - totals.unfinished))
-            }
-            // The next window starts at the earliest pending event anywhere.
-            start = max(end, next)
-            if next == UInt64.max { break }
-        }
-        // The events are over: the end-of-run checks start (wall.json's checks_s).
-        progress?(Progress(simulatedTime: totals.end, horizon: horizon, events: totals.events, issued: totals.issued,
-                           finished: totals.issued - totals.unfinished, checking: true))
-        // The threads' last work: S9 over their own replicas' stores, beside partition 0's here.
-        for u in units.dropFirst() {
-            u._withUnsafeGuaranteedRef { w in
-                w.checkStoresOnQuit = true
-                w.quit = true
-                w.go.signal()
-            }
+        for u in units.dropFirst() { u._withUnsafeGuaranteedRef { $0.go.signal() } }
+        units[0]._withUnsafeGuaranteedRef { $0.runWindows(progressEvery: progressEvery, progress: progress) }
+        // The events are over here: the end-of-run checks start (wall.json's checks_s). The
+        // other threads finish the same windows, then check their replicas' stores (S9), as
+        // partition 0 does here.
+        if let progress, let first = units[0]._withUnsafeGuaranteedRef({ $0.sim }) {
+            progress(Progress(simulatedTime: first.now, horizon: plan.horizon, events: first.events, issued: first.records.count,
+                              finished: first.records.count - first.unfinished, checking: true))
         }
         units[0]._withUnsafeGuaranteedRef { $0.checkStores() }
         for u in units.dropFirst() { u._withUnsafeGuaranteedRef { $0.done.wait() } }
         joined = true
         let sims = workers.compactMap(\.sim)
-        let endTime = totals.end
+        crossDeliveries = workers.reduce(0) { $0 + $1.crossDeliveries }
+        crossConfirmations = workers.reduce(0) { $0 + $1.crossConfirmations }
+        let endTime = sims.reduce(0) { max($0, $1.now) }
         for s in sims {
             s.endTime = endTime
             s.queue = EventQueue(reserving: 0)
@@ -505,6 +615,14 @@ public final class PartitionedRun: SystemRun {
         let sims = partitionSimulators
         return sims.isEmpty ? [] : Simulator.memoryBreakdown(of: sims)
     }
+
+    /// Each partition's CPU seconds inside its windows (`PartitionWorker.busySeconds`), once the
+    /// threads have exited.
+    public var partitionBusySeconds: [Double] { joined ? workers.map(\.busySeconds) : [] }
+
+    /// Each partition's wall seconds blocked waiting for the others to finish a window
+    /// (`PartitionWorker.waitSeconds`), once the threads have exited.
+    public var partitionWaitSeconds: [Double] { joined ? workers.map(\.waitSeconds) : [] }
 
     /// Every partition's simulator, once the threads have exited (none before: while they run,
     /// their objects belong to their threads).

@@ -200,7 +200,7 @@ public struct Scenario: Sendable, Equatable {
     /// scenario: the same scenario and seed give the same outputs whatever the machine.
     public struct EngineSettings: Sendable, Equatable {
         /// Shard-partitioned parallel run: the groups split into this many contiguous blocks, each
-        /// simulated by its own thread, in lock-step windows of the network's minimum delay.
+        /// simulated by its own thread, the threads at most a minimum network delay apart.
         public var partitions = 1
     }
 

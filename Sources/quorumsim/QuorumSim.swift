@@ -132,6 +132,15 @@ struct Run: ParsableCommand {
         if dumpLedger, let quorum { try write(quorum.ledgerDump(), to: folder, "ledger.txt") }
         let wall = seconds(elapsed)
         let cpu = processCPUSeconds()
+        // A partitioned run: the event phase's wall time, and each partition's CPU seconds in
+        // its windows and wall seconds blocked waiting for the others (what is left, its thread
+        // was runnable but not running).
+        var partitionBusy = ""
+        if let p = partitioned, !p.partitionBusySeconds.isEmpty {
+            func list(_ values: [Double]) -> String { "[" + values.map { String(format: "%.3f", $0) }.joined(separator: ", ") + "]" }
+            partitionBusy = ",\n  \"events_wall_s\": \(String(format: "%.3f", seconds(elapsed - setup) - checks)),"
+                + "\n  \"partition_busy_s\": \(list(p.partitionBusySeconds)),\n  \"partition_wait_s\": \(list(p.partitionWaitSeconds))"
+        }
         let wallJSON = """
             {
               "wall_s": \(String(format: "%.3f", wall)),
@@ -144,7 +153,7 @@ struct Run: ParsableCommand {
               "peak_rss_mib": \(peakMemoryMiB()),
               "heap_at_end_mib": \(String(format: "%.1f", heapMiB)),
               "signature_checks_memoized": \(quorum?.verifierHits ?? 0),
-              "signature_checks_computed": \(quorum?.verifierMisses ?? 0)
+              "signature_checks_computed": \(quorum?.verifierMisses ?? 0)\(partitionBusy)
             }
 
             """

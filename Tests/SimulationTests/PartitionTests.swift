@@ -40,6 +40,32 @@ func partitionedTiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scen
         #expect(a.violationsCSV == b.violationsCSV && a.validationCSV == b.validationCSV)
     }
 
+    /// Three partitions (each waits for two others, through a semaphore per pair) end at the
+    /// same window, confirm every payment and repeat byte for byte.
+    @Test func threePartitionsAgreeAndRepeat() throws {
+        func once() throws -> (RunReport, PartitionedRun) {
+            let run = try PartitionedRun(scenario: try partitionedTiny { $0.engine.partitions = 3 })
+            run.run(progressEvery: 1 << 16, progress: nil)
+            return (run.report(scenarioHash: "x", toolVersion: "t"), run)
+        }
+        let (a, run) = try once()
+        #expect(a.confirmed == a.payments && a.failed == 0 && a.violations.isEmpty, "\(a.summaryJSON)")
+        #expect(run.crossDeliveries > 0 && run.partitionBusySeconds.count == 3)
+        let (b, _) = try once()
+        #expect(a.summaryJSON == b.summaryJSON && a.latencyCSV == b.latencyCSV)
+    }
+
+    /// The windows a partitioned run steps through fit in the network's minimum delay (what a
+    /// partition sends in window m cannot arrive before window m + depth), whatever the delay.
+    @Test func windowsFitInTheMinimumDelay() throws {
+        for delay: UInt64 in [1, 2, 3, 4, 5, 7, 999, 5 * Time.millisecond, 5 * Time.millisecond + 3] {
+            let plan = WindowPlan(try partitionedTiny { $0.network.latency = .constant(delay) })
+            #expect(plan.depth >= 1 && plan.width >= 1, "\(delay)")
+            #expect(UInt64(plan.depth) * plan.width <= delay, "\(delay)")
+            #expect(plan.depth == min(4, Int(delay)), "\(delay)")
+        }
+    }
+
     /// `--memory-breakdown` of a partitioned run frees the parts of every partition, and counts
     /// each replica's tables once, in the partition that runs it.
     @Test func memoryBreakdownCoversEveryPartition() throws {
