@@ -1,4 +1,5 @@
 import CHeap
+import QuorumLedger
 
 extension Simulator {
     /// Bytes allocated and not freed (glibc's count, not pages: unlike RSS it does not move in
@@ -16,11 +17,12 @@ extension Simulator {
     /// run's partitions (its objects are per partition, so the parts add up alike).
     static func memoryBreakdown(of sims: [Simulator]) -> [(part: String, bytes: Int)] {
         var parts = [(String, Int)]()
-        func release(_ name: String, _ body: (Simulator) -> Void) {
+        func freed(_ body: (Simulator) -> Void) -> Int {
             let before = Simulator.heapInUse()
             for sim in sims { body(sim) }
-            parts.append((name, max(0, before - Simulator.heapInUse())))
+            return max(0, before - Simulator.heapInUse())
         }
+        func release(_ name: String, _ body: (Simulator) -> Void) { parts.append((name, freed(body))) }
         // Every replica lists the same tables in the same order: sum them by position. A
         // partition's own replicas only (the others' slots are idle, and empty).
         let names = sims.first?.replicas.first?.tableSizes.map(\.table) ?? []
@@ -35,7 +37,31 @@ extension Simulator {
         }
         release("invariant checker") { $0.checker = InvariantChecker(context: $0.context) }
         release("event queue") { $0.queue = EventQueue<Event>(reserving: 0) }
-        release("principals (wallets, writers, readers)") { $0.principals = []; $0.cpu = [] }
+        // A principal's parts one kind at a time, each principal's slot (and the CPU model's
+        // slots) last; listed under the whole.
+        let principalParts: [(String, Int)] = [
+            ("  of which payees' accepted sets", freed { s in for i in s.principals.indices { s.principals[i].accepted = [] } }),
+            ("  of which readers (verified payments, validations)", freed { s in
+                for i in s.principals.indices { s.principals[i].reader = Simulator.reader(s.context, s.principals[i].meter, s.scenario) }
+            }),
+            ("  of which writers and hand-overs", freed { s in
+                for i in s.principals.indices {
+                    s.principals[i].writers = []
+                    s.principals[i].handOvers = []
+                    s.principals[i].lastCommitted = nil
+                }
+            }),
+            ("  of which wallets (coins, outputs received)", freed { s in
+                for i in s.principals.indices {
+                    let w = s.principals[i].wallet
+                    s.principals[i].wallet = Wallet(signer: w.signer, networkId: w.networkId, limits: w.limits)
+                }
+            }),
+        ]
+        let slots = freed { $0.principals = []; $0.cpu = [] }
+        parts.append(("principals (wallets, writers, readers)", principalParts.reduce(slots) { $0 + $1.1 }))
+        parts += principalParts
+        parts.append(("  of which the principals' and nodes' slots", slots))
         release("replicas (stores, locks, repair queues)") { $0.replicas = [] }
         for (name, t) in zip(names, tables) {
             parts.append(("  replica table \(name) (\(t.count) entries, buckets only)", t.bytes))

@@ -82,6 +82,11 @@ func partitionedTiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scen
         let parts = run.memoryBreakdown()
         #expect(parts.contains { $0.part.hasPrefix("  replica table store (\(stored) entries") }, "\(parts)")
         #expect(parts.contains { $0.part.hasPrefix("hand-overs from other partitions") })
+        // Payees kept their coins and what they accepted: the principals' parts are not empty.
+        for name in ["of which wallets", "of which payees' accepted sets"] {
+            let part = try #require(parts.first { $0.part.contains(name) }, "\(parts)")
+            #expect(part.bytes > 0, "\(name)")
+        }
         #expect(sims.allSatisfy { $0.replicas.isEmpty && $0.principals.isEmpty })
     }
 
