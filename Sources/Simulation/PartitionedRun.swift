@@ -149,11 +149,13 @@ private struct Semaphore {
     }
 }
 
-/// How a partitioned run steps through simulated time: windows of `width` nanoseconds on a grid
-/// from 0, `depth` of them to the network's minimum delay. A message sent during window m
-/// arrives at or after the start of window m + depth, so a partition may run window m as soon as
-/// every other one has finished window m − depth: the threads run up to depth − 1 windows apart
-/// and meet only where one gets that far ahead.
+/// How a partitioned run steps through simulated time: windows of `width` nanoseconds, `depth`
+/// of them to the network's minimum delay, one after the other from 0. A message sent during
+/// window m arrives at or after the start of window m + depth, so a partition may run window m
+/// as soon as every other one has finished window m − depth: the threads run up to depth − 1
+/// windows apart and meet only where one gets that far ahead. Where nothing was pending or on its
+/// way at the end of window m − depth before the end of window m − 1, window m starts at the
+/// earliest time anything was (every partition computes the same start from the same stats).
 struct WindowPlan {
     let width: UInt64
     let depth: Int
@@ -179,15 +181,21 @@ struct WindowStats {
     var unfinished = 0
     var issued = 0
     var events: UInt64 = 0
-    var lastTime: UInt64 = 0
+    /// Its earliest pending event (`.max`: none).
+    var nextEvent = UInt64.max
+    /// The earliest arrival among the deliveries it sent other partitions in the window.
+    var firstArrival = UInt64.max
+    /// Where the window ended (the same for every partition).
+    var end: UInt64 = 0
 }
 
 /// What the partitions' threads hand each other, in memory that no reference count guards:
 /// each cell is written by one thread and read by one other, in turns the semaphores order. Per
 /// (sender, window slot, receiver): the deliveries and confirmations the sender produced in that
 /// window; per (sender, slot): its stats after the window; per (receiver, sender): a semaphore the
-/// sender posts once per window it finishes. Slots are reused every 2 × depth windows, by when the
-/// receiver has taken what was in them.
+/// sender posts once per window it finishes. Slots are reused every 3 × depth windows: a sender
+/// can be depth − 1 windows ahead of the window its receivers are about to start, which reads
+/// the stats of the depth windows up to depth windows before it.
 private struct Exchange {
     let parts: Int
     let slots: Int
@@ -198,7 +206,7 @@ private struct Exchange {
 
     init(parts: Int, depth: Int) {
         self.parts = parts
-        slots = 2 * depth
+        slots = 3 * depth
         let cells = parts * slots * parts
         deliveries = .allocate(capacity: cells)
         deliveries.initialize(repeating: [], count: cells)
@@ -312,25 +320,34 @@ private final class PartitionWorker {
         let me = index, parts = exchange.parts, depth = UInt64(plan.depth)
         var lastProgressEvents: UInt64 = 0
         var window: UInt64 = 0
+        var end: UInt64 = 0  // where the last window ended
         while true {
-            let start = window &* plan.width
-            if start > plan.horizon { break }
+            var start = end
             if window >= depth {
                 let past = window - depth
                 let w0 = monotonicSeconds()
                 exchange.awaitOthers(me)
                 waitSeconds += monotonicSeconds() - w0
                 var totals = WindowStats()
+                // The earliest time anything can happen from here: a pending event after
+                // `past`, or a delivery sent in the windows up to it and not yet taken in.
+                var next = UInt64.max
                 for p in 0..<parts {
                     let s = exchange.stats(of: p, window: past)
                     totals.unfinished += s.unfinished
                     totals.issued += s.issued
                     totals.events &+= s.events
-                    totals.lastTime = max(totals.lastTime, s.lastTime)
+                    next = min(next, s.nextEvent)
+                    for k in 0..<depth where k <= past { next = min(next, exchange.stats(of: p, window: past - k).firstArrival) }
                 }
+                let pastEnd = exchange.stats(of: me, window: past).end
                 // Every payment issued by then had finished (confirmations in flight count as
-                // unfinished at their payers until taken in): the run ends here, for all.
-                if totals.unfinished == 0 && (past &+ 1) &* plan.width > plan.duration { break }
+                // unfinished at their payers until taken in), or nothing is left to happen: the
+                // run ends here, for every partition alike.
+                if (totals.unfinished == 0 && pastEnd > plan.duration) || next == .max { break }
+                // Nothing could happen in the windows since `past` (none of it was pending or
+                // on its way), so none did, anywhere: skip to the next thing that will.
+                start = max(start, next)
                 let before = threadCPUSeconds()
                 var deliveries = [CrossDelivery](), confirmations = [Confirmation]()
                 for p in 0..<parts where p != me {
@@ -344,22 +361,27 @@ private final class PartitionWorker {
                 busySeconds += threadCPUSeconds() - before
                 if let progress, totals.events &- lastProgressEvents >= progressEvery {
                     lastProgressEvents = totals.events
-                    progress(Progress(simulatedTime: (past &+ 1) &* plan.width, horizon: plan.horizon, events: totals.events,
+                    progress(Progress(simulatedTime: pastEnd, horizon: plan.horizon, events: totals.events,
                                       issued: totals.issued, finished: totals.issued - totals.unfinished))
                 }
             }
+            if start > plan.horizon { break }
+            end = min(start &+ plan.width, plan.horizon &+ 1)
             let before = threadCPUSeconds()
-            sim.runWindow(until: min(start &+ plan.width, plan.horizon &+ 1))
+            sim.runWindow(until: end)
             // Handed over by moving each list out (`[]` left behind): once `finished` is
             // posted, nothing this thread still holds may reference them.
             var (deliveries, confirmations) = sim.takeOutbound()
+            var firstArrival = UInt64.max
             for p in 0..<parts where p != me {
+                for d in deliveries[p] { firstArrival = min(firstArrival, d.at) }
                 exchange.put(from: me, window: window, to: p, deliveries[p], confirmations[p])
                 deliveries[p] = []
                 confirmations[p] = []
             }
-            exchange.setStats(of: me, window: window, WindowStats(unfinished: sim.unfinished, issued: sim.records.count,
-                                                                  events: sim.events, lastTime: sim.now))
+            exchange.setStats(of: me, window: window, WindowStats(
+                unfinished: sim.unfinished, issued: sim.records.count, events: sim.events,
+                nextEvent: sim.queue.nextTime ?? .max, firstArrival: firstArrival, end: end))
             busySeconds += threadCPUSeconds() - before
             exchange.finished(me)
             window &+= 1

@@ -55,6 +55,19 @@ func partitionedTiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scen
         #expect(a.summaryJSON == b.summaryJSON && a.latencyCSV == b.latencyCSV)
     }
 
+    /// With a minimum delay of 1 ns the windows are 1 ns wide: the run gets through its 11
+    /// simulated seconds only because windows where nothing was pending or on its way are
+    /// skipped (every partition alike), and it ends as soon as every payment has confirmed.
+    @Test func idleTimeIsSkippedAndTheRunEndsWhenAllConfirm() throws {
+        let scenario = try partitionedTiny { $0.network.latency = .uniform(min: 1, max: 3 * Time.millisecond) }
+        let run = try PartitionedRun(scenario: scenario)
+        run.run(progressEvery: 1 << 16, progress: nil)
+        let report = run.report(scenarioHash: "x", toolVersion: "t")
+        #expect(report.payments > 80 && report.confirmed == report.payments, "\(report.summaryJSON)")
+        #expect(report.violations.isEmpty, "\(report.violationsCSV)")
+        #expect(run.partitionSimulators.allSatisfy { $0.endTime < scenario.duration + Time.second })
+    }
+
     /// The windows a partitioned run steps through fit in the network's minimum delay (what a
     /// partition sends in window m cannot arrive before window m + depth), whatever the delay.
     @Test func windowsFitInTheMinimumDelay() throws {
