@@ -312,9 +312,9 @@ private final class PartitionWorker {
         do { sim = try Simulator(scenario: scenario, partition: index) } catch { buildError = error }
     }
 
-    /// Runs this partition's windows until the run ends (the same window for every partition:
-    /// the rule reads every partition's stats of one past window), then S9 over its replicas.
-    /// `progress`, on partition 0 only, gets the totals of the window the others last finished.
+    /// Runs this partition's windows until the run ends (at the same window for every
+    /// partition: the rule reads every partition's stats of one past window). `progress`, on
+    /// partition 0 only, gets the totals of the window whose stats it last read.
     func runWindows(progressEvery: UInt64, progress: ((Progress) -> Void)?) {
         guard let sim, let plan, let exchange else { return }
         let me = index, parts = exchange.parts, depth = UInt64(plan.depth)

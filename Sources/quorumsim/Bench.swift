@@ -142,8 +142,11 @@ struct Bench: ParsableCommand {
                 s.workload.payments = payments
                 let r = try child(s)
                 runs[i].append(r)
-                note(String(format: "  scale round %d/%d: %d payments, %.1f s wall (%.1f s user, %.1f s kernel; setup %.1f s, end-of-run checks %.1f s), peak %.0f MiB",
-                            round, rounds, payments, r.wall, r.user, r.system, r.setup, r.checks, r.peakMiB))
+                // A partitioned run's threads: blocked waiting for each other, per partition.
+                let blocked = r.partitionWaits.isEmpty ? ""
+                    : ", blocked " + r.partitionWaits.map { String(format: "%.1f", $0) }.joined(separator: "+") + " s"
+                note(String(format: "  scale round %d/%d: %d payments, %.1f s wall (%.1f s user, %.1f s kernel; setup %.1f s, end-of-run checks %.1f s%@), peak %.0f MiB",
+                            round, rounds, payments, r.wall, r.user, r.system, r.setup, r.checks, blocked, r.peakMiB))
             }
         }
         print("\nscale (\(scaleScenario), engine.partitions \(scenario.engine.partitions): \(rounds == 1 ? "one run per point" : "median of \(rounds) interleaved rounds"))")
@@ -195,6 +198,8 @@ struct Bench: ParsableCommand {
         var wall: Double, user: Double, system: Double, peakMiB: Double, eventsPerSecond: Double, heapMiB: Double
         /// Building the scenario, and the end-of-run invariant checks (both inside `wall`).
         var setup: Double, checks: Double
+        /// A partitioned run's wall seconds each partition was blocked waiting for the others.
+        var partitionWaits: [Double] = []
     }
 
     /// Runs `scenario` in a child `quorumsim run` and reads its wall.json.
@@ -221,7 +226,8 @@ struct Bench: ParsableCommand {
         func number(_ key: String) -> Double { (json[key] as? NSNumber)?.doubleValue ?? 0 }
         return ChildRun(wall: number("wall_s"), user: number("cpu_user_s"), system: number("cpu_sys_s"),
                         peakMiB: number("peak_rss_mib"), eventsPerSecond: number("events_per_s"), heapMiB: number("heap_at_end_mib"),
-                        setup: number("setup_s"), checks: number("checks_s"))
+                        setup: number("setup_s"), checks: number("checks_s"),
+                        partitionWaits: (json["partition_wait_s"] as? [NSNumber])?.map(\.doubleValue) ?? [])
     }
 
     private func median(_ body: () -> Void) -> Double {
