@@ -315,8 +315,11 @@ private final class PartitionWorker {
     /// Runs this partition's windows until the run ends (at the same window for every
     /// partition: the rule reads every partition's stats of one past window). `progress`, on
     /// partition 0 only, gets the totals of the window whose stats it last read.
-    func runWindows(progressEvery: UInt64, progress: ((Progress) -> Void)?) {
-        guard let sim, let plan, let exchange else { return }
+    /// Returns the totals over every partition it last read (of the window whose end decided).
+    @discardableResult
+    func runWindows(progressEvery: UInt64, progress: ((Progress) -> Void)?) -> (stats: WindowStats, end: UInt64) {
+        var last = (stats: WindowStats(), end: UInt64(0))
+        guard let sim, let plan, let exchange else { return last }
         let me = index, parts = exchange.parts, depth = UInt64(plan.depth)
         var lastProgressEvents: UInt64 = 0
         var window: UInt64 = 0
@@ -341,6 +344,7 @@ private final class PartitionWorker {
                     for k in 0..<depth where k <= past { next = min(next, exchange.stats(of: p, window: past - k).firstArrival) }
                 }
                 let pastEnd = exchange.stats(of: me, window: past).end
+                last = (totals, pastEnd)
                 // Every payment issued by then had finished (confirmations in flight count as
                 // unfinished at their payers until taken in), or nothing is left to happen: the
                 // run ends here, for every partition alike.
@@ -386,6 +390,7 @@ private final class PartitionWorker {
             exchange.finished(me)
             window &+= 1
         }
+        return last
     }
 
     /// S9 over this partition's replicas: each partition's stores hold its own objects only.
@@ -520,18 +525,23 @@ public final class PartitionedRun: SystemRun {
         // While the threads run, workers are reached through unmanaged references only.
         let units = workers.map { Unmanaged.passUnretained($0) }
         for u in units.dropFirst() { u._withUnsafeGuaranteedRef { $0.go.signal() } }
-        units[0]._withUnsafeGuaranteedRef { $0.runWindows(progressEvery: progressEvery, progress: progress) }
-        // The events are over here: the end-of-run checks start (wall.json's checks_s). The
-        // other threads finish the same windows, then check their replicas' stores (S9), as
-        // partition 0 does here.
-        if let progress, let first = units[0]._withUnsafeGuaranteedRef({ $0.sim }) {
-            progress(Progress(simulatedTime: first.now, horizon: plan.horizon, events: first.events, issued: first.records.count,
-                              finished: first.records.count - first.unfinished, checking: true))
+        let last = units[0]._withUnsafeGuaranteedRef { $0.runWindows(progressEvery: progressEvery, progress: progress) }
+        // The events are over here: the end-of-run checks start (wall.json's checks_s), shown
+        // with the totals of the window that decided the end. The other threads finish the same
+        // windows, then check their replicas' stores (S9), as partition 0 does here.
+        func checking(_ t: WindowStats, at time: UInt64) {
+            progress?(Progress(simulatedTime: time, horizon: plan.horizon, events: t.events, issued: t.issued,
+                               finished: t.issued - t.unfinished, checking: true))
         }
+        checking(last.stats, at: last.end)
         units[0]._withUnsafeGuaranteedRef { $0.checkStores() }
         for u in units.dropFirst() { u._withUnsafeGuaranteedRef { $0.done.wait() } }
         joined = true
         let sims = workers.compactMap(\.sim)
+        // Now the exact totals (the windows after the deciding one included).
+        checking(WindowStats(unfinished: sims.reduce(0) { $0 + $1.unfinished }, issued: sims.reduce(0) { $0 + $1.records.count },
+                             events: sims.reduce(0) { $0 &+ $1.events }),
+                 at: sims.reduce(0) { max($0, $1.now) })
         crossDeliveries = workers.reduce(0) { $0 + $1.crossDeliveries }
         crossConfirmations = workers.reduce(0) { $0 + $1.crossConfirmations }
         let endTime = sims.reduce(0) { max($0, $1.now) }
