@@ -288,9 +288,8 @@ private final class PartitionWorker {
     /// Deliveries and confirmations this partition took in from the others.
     private(set) var crossDeliveries = 0
     private(set) var crossConfirmations = 0
-    /// This thread's CPU seconds inside its windows (taking in, running, handing out), for
-    /// wall.json: the event phase's wall time less this is what the partition spent waiting for
-    /// the others. Read from the thread's own clock, never by the simulation.
+    /// This thread's CPU seconds over its windows (taking in, running, handing out; blocked, it
+    /// uses none), for wall.json. Read from the thread's own clock, never by the simulation.
     private(set) var busySeconds = 0.0
     /// Wall seconds this thread was blocked until the others had finished a window (what the
     /// busy seconds and these leave of the event phase, the thread was runnable but not running).
@@ -324,13 +323,16 @@ private final class PartitionWorker {
         var lastProgressEvents: UInt64 = 0
         var window: UInt64 = 0
         var end: UInt64 = 0  // where the last window ended
+        // A thread blocked on a semaphore uses no CPU: its CPU time over the windows is its busy time.
+        let cpuAtStart = seconds(on: CLOCK_THREAD_CPUTIME_ID)
+        defer { busySeconds = seconds(on: CLOCK_THREAD_CPUTIME_ID) - cpuAtStart }
         while true {
             var start = end
             if window >= depth {
                 let past = window - depth
-                let w0 = monotonicSeconds()
+                let waitStart = seconds(on: CLOCK_MONOTONIC)
                 exchange.awaitOthers(me)
-                waitSeconds += monotonicSeconds() - w0
+                waitSeconds += seconds(on: CLOCK_MONOTONIC) - waitStart
                 var totals = WindowStats()
                 // The earliest time anything can happen from here: a pending event after
                 // `past`, or a delivery sent in the windows up to it and not yet taken in.
@@ -352,7 +354,6 @@ private final class PartitionWorker {
                 // Nothing could happen in the windows since `past` (none of it was pending or
                 // on its way), so none did, anywhere: skip to the next thing that will.
                 start = max(start, next)
-                let before = threadCPUSeconds()
                 var deliveries = [CrossDelivery](), confirmations = [Confirmation]()
                 for p in 0..<parts where p != me {
                     let (d, c) = exchange.take(from: p, window: past, to: me)
@@ -362,7 +363,6 @@ private final class PartitionWorker {
                 crossDeliveries += deliveries.count
                 crossConfirmations += confirmations.count
                 sim.ingest(deliveries, confirmations)
-                busySeconds += threadCPUSeconds() - before
                 if let progress, totals.events &- lastProgressEvents >= progressEvery {
                     lastProgressEvents = totals.events
                     progress(Progress(simulatedTime: pastEnd, horizon: plan.horizon, events: totals.events,
@@ -371,7 +371,6 @@ private final class PartitionWorker {
             }
             if start > plan.horizon { break }
             end = min(start &+ plan.width, plan.horizon &+ 1)
-            let before = threadCPUSeconds()
             sim.runWindow(until: end)
             // Handed over by moving each list out (`[]` left behind): once `finished` is
             // posted, nothing this thread still holds may reference them.
@@ -386,7 +385,6 @@ private final class PartitionWorker {
             exchange.setStats(of: me, window: window, WindowStats(
                 unfinished: sim.unfinished, issued: sim.records.count, events: sim.events,
                 nextEvent: sim.queue.nextTime ?? .max, firstArrival: firstArrival, end: end))
-            busySeconds += threadCPUSeconds() - before
             exchange.finished(me)
             window &+= 1
         }
@@ -434,17 +432,11 @@ private final class PartitionWorker {
     }
 }
 
-/// CPU seconds the calling thread has used (user and kernel).
-private func threadCPUSeconds() -> Double {
+/// Seconds on `clock`: `CLOCK_THREAD_CPUTIME_ID`, the CPU the calling thread has used (user and
+/// kernel), or `CLOCK_MONOTONIC`, wall time. For wall.json's busy and blocked times only.
+private func seconds(on clock: clockid_t) -> Double {
     var t = timespec()
-    guard clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0 else { return 0 }
-    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-}
-
-/// Seconds on the system's monotonic clock (for wall.json's waits only).
-private func monotonicSeconds() -> Double {
-    var t = timespec()
-    guard clock_gettime(CLOCK_MONOTONIC, &t) == 0 else { return 0 }
+    guard clock_gettime(clock, &t) == 0 else { return 0 }
     return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }
 
@@ -538,13 +530,13 @@ public final class PartitionedRun: SystemRun {
         for u in units.dropFirst() { u._withUnsafeGuaranteedRef { $0.done.wait() } }
         joined = true
         let sims = workers.compactMap(\.sim)
+        let endTime = sims.reduce(0) { max($0, $1.now) }
         // Now the exact totals (the windows after the deciding one included).
         checking(WindowStats(unfinished: sims.reduce(0) { $0 + $1.unfinished }, issued: sims.reduce(0) { $0 + $1.records.count },
                              events: sims.reduce(0) { $0 &+ $1.events }),
-                 at: sims.reduce(0) { max($0, $1.now) })
+                 at: endTime)
         crossDeliveries = workers.reduce(0) { $0 + $1.crossDeliveries }
         crossConfirmations = workers.reduce(0) { $0 + $1.crossConfirmations }
-        let endTime = sims.reduce(0) { max($0, $1.now) }
         for s in sims {
             s.endTime = endTime
             s.queue = EventQueue(reserving: 0)
