@@ -20,22 +20,24 @@ func partitionedTiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scen
     return s
 }
 
+/// Runs `scenario` partitioned to its end: its report, and the run (for what only it knows).
+func runPartitioned(_ scenario: Scenario) throws -> (RunReport, PartitionedRun) {
+    let run = try PartitionedRun(scenario: scenario)
+    run.run(progressEvery: 1 << 16, progress: nil)
+    return (run.report(scenarioHash: "x", toolVersion: "t"), run)
+}
+
 @Suite struct PartitionTests {
     /// Every payment confirms, hand-overs and confirmations cross between the partitions, the
     /// end-of-run checks find nothing, and a second run writes the same bytes.
     @Test func partitionedRunConfirmsEveryPaymentAndRepeats() throws {
-        func once() throws -> (RunReport, PartitionedRun) {
-            let run = try PartitionedRun(scenario: try partitionedTiny())
-            run.run(progressEvery: 1 << 16, progress: nil)
-            return (run.report(scenarioHash: "x", toolVersion: "t"), run)
-        }
-        let (a, run) = try once()
+        let (a, run) = try runPartitioned(try partitionedTiny())
         #expect(a.payments > 80)
         #expect(a.confirmed == a.payments && a.failed == 0, "\(a.summaryJSON)")
         #expect(a.violations.isEmpty, "\(a.violationsCSV)")
         #expect(a.latencyCSV.split(separator: "\n").count == a.payments + 1)
         #expect(run.crossDeliveries > 0 && run.crossConfirmations > 0)
-        let (b, _) = try once()
+        let (b, _) = try runPartitioned(try partitionedTiny())
         #expect(a.throughputCSV == b.throughputCSV && a.latencyCSV == b.latencyCSV && a.summaryJSON == b.summaryJSON)
         #expect(a.violationsCSV == b.violationsCSV && a.validationCSV == b.validationCSV)
     }
@@ -43,15 +45,11 @@ func partitionedTiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scen
     /// Three partitions (each waits for two others, through a semaphore per pair) end at the
     /// same window, confirm every payment and repeat byte for byte.
     @Test func threePartitionsAgreeAndRepeat() throws {
-        func once() throws -> (RunReport, PartitionedRun) {
-            let run = try PartitionedRun(scenario: try partitionedTiny { $0.engine.partitions = 3 })
-            run.run(progressEvery: 1 << 16, progress: nil)
-            return (run.report(scenarioHash: "x", toolVersion: "t"), run)
-        }
-        let (a, run) = try once()
+        let scenario = try partitionedTiny { $0.engine.partitions = 3 }
+        let (a, run) = try runPartitioned(scenario)
         #expect(a.confirmed == a.payments && a.failed == 0 && a.violations.isEmpty, "\(a.summaryJSON)")
         #expect(run.crossDeliveries > 0 && run.partitionBusySeconds.count == 3)
-        let (b, _) = try once()
+        let (b, _) = try runPartitioned(scenario)
         #expect(a.summaryJSON == b.summaryJSON && a.latencyCSV == b.latencyCSV)
     }
 
@@ -60,9 +58,7 @@ func partitionedTiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scen
     /// skipped (every partition alike), and it ends as soon as every payment has confirmed.
     @Test func idleTimeIsSkippedAndTheRunEndsWhenAllConfirm() throws {
         let scenario = try partitionedTiny { $0.network.latency = .uniform(min: 1, max: 3 * Time.millisecond) }
-        let run = try PartitionedRun(scenario: scenario)
-        run.run(progressEvery: 1 << 16, progress: nil)
-        let report = run.report(scenarioHash: "x", toolVersion: "t")
+        let (report, run) = try runPartitioned(scenario)
         #expect(report.payments > 80 && report.confirmed == report.payments, "\(report.summaryJSON)")
         #expect(report.violations.isEmpty, "\(report.violationsCSV)")
         #expect(run.partitionSimulators.allSatisfy { $0.endTime < scenario.duration + Time.second })
