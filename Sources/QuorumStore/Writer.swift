@@ -39,6 +39,9 @@ public struct Writer {
     struct Round {
         let type: RecordType
         let key: Digest
+        /// The statement's value hash beside its key and type: a vote is matched to its round on
+        /// these, without loading the statement's box (a cold line in a large run).
+        let valueHash: Digest
         let statement: VoteStatement
         var prepare: Message
         var votes: [Vote] = []
@@ -51,6 +54,7 @@ public struct Writer {
         init(type: RecordType, key: Digest, statement: VoteStatement, prepare: Message, quorum: Int) {
             self.type = type
             self.key = key
+            self.valueHash = statement.valueHash
             self.statement = statement
             self.prepare = prepare
             // Room for the W votes a certificate takes, allocated once (grown one by one, an
@@ -59,9 +63,11 @@ public struct Writer {
         }
 
         func answered(_ replica: ReplicaID) -> Bool {
-            certificate == nil
-                ? votes.contains(where: { $0.replica == replica }) || refused.contains(replica)
-                : acks.contains(replica)
+            certificate == nil ? votedOrRefused(replica) : acks.contains(replica)
+        }
+
+        func votedOrRefused(_ replica: ReplicaID) -> Bool {
+            votes.contains(where: { $0.replica == replica }) || refused.contains(replica)
         }
     }
 
@@ -151,30 +157,53 @@ public struct Writer {
     public mutating func receive(_ message: Message, from sender: NodeID, now: UInt64, into out: inout Outbox) {
         guard !isFinished, group.contains(sender.raw) else { return }
         let replica = sender.raw
+        // Rounds are found by index and read field by field: `firstIndex(where:)` and a method
+        // called on `rounds[i]` each copied the whole round, retaining (and so loading) every
+        // object it holds, on every vote.
         switch message {
         case let .vote(statement, vote):
-            guard vote.replica == replica,
-                  let i = rounds.firstIndex(where: { $0.statement == statement }),
-                  rounds[i].certificate == nil, !rounds[i].answered(replica) else { return }
+            guard vote.replica == replica, let i = round(of: statement),
+                  rounds[i].certificate == nil, !rounds[i].votedOrRefused(replica) else { return }
             do { try context.verify(vote, on: statement, group: group, meter: meter) } catch { return }
             rounds[i].votes.append(vote)
             if rounds[i].votes.count == context.quorum.writeQuorum { certify(i, into: &out) }
         case let .reject(type, key, reason):
-            guard let i = rounds.firstIndex(where: { $0.key == key && $0.type == type }),
-                  rounds[i].certificate == nil, !rounds[i].answered(replica) else { return }
+            guard let i = round(key: key, type: type),
+                  rounds[i].certificate == nil, !rounds[i].votedOrRefused(replica) else { return }
             rounds[i].refused.append(replica)
             if reason == .conflict || rounds[i].refusal == nil { rounds[i].refusal = reason }
             if rounds[i].refused.count > context.quorum.n - context.quorum.writeQuorum {
                 status = .failed(.rejected(type, key: key, reason: rounds[i].refusal ?? reason))
             }
         case let .ack(key):
-            guard let i = rounds.firstIndex(where: { $0.key == key }), rounds[i].certificate != nil,
+            guard let i = round(key: key, type: nil), rounds[i].certificate != nil,
                   !rounds[i].acks.contains(replica) else { return }
             rounds[i].acks.append(replica)
             if rounds[i].acks.count == context.quorum.writeQuorum { committed(i, now: now, into: &out) }
         default:
             return
         }
+    }
+
+    /// The round `statement` is about: its key, type and value, and this writer's group, network
+    /// and epoch (what `ProtocolContext.statement` built the round's statement from), compared
+    /// without loading the round's own statement.
+    private func round(of statement: VoteStatement) -> Int? {
+        guard statement.group == group.id, statement.epoch == context.epoch, statement.networkId == context.networkId,
+              let i = round(key: statement.key, type: statement.type), rounds[i].valueHash == statement.valueHash else {
+            return nil
+        }
+        return i
+    }
+
+    /// The round of `key` (and of `type`, when given).
+    private func round(key: Digest, type: RecordType?) -> Int? {
+        var i = 0
+        while i < rounds.count {
+            if rounds[i].key == key, type == nil || rounds[i].type == type { return i }
+            i += 1
+        }
+        return nil
     }
 
     /// The retry timer: re-send the current step to members that have not answered it.

@@ -134,6 +134,47 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
         if case .committed = status {} else { Issue.record("not committed: \(status)") }
     }
 
+    /// A writer matches a vote to its round field by field (key, type, value, group, network,
+    /// epoch) without comparing whole statements: a vote duly signed by a member on a statement
+    /// that differs in any one field must not count towards the certificate.
+    @Test func votesOnAnyOtherStatementDoNotCount() throws {
+        let c = try Cluster()
+        let entry = try c.wallets[0].pay([Output(amount: 10, owner: c.principals[1].publicKey)])
+        let node = c.client(0)
+        c.startWriter(entry, node: node, variant: .batched)
+        let group = c.group(0)
+        let key = entry.payment.key
+        let other = Digest(word: 77)
+        let ctx = c.context
+        func statement(network: UInt32 = 1, epoch: UInt32 = 1, group g: GroupID? = nil, type: RecordType = .batch,
+                       key k: Digest? = nil, value: Digest? = nil) -> VoteStatement {
+            VoteStatement(networkId: network, epoch: epoch, group: g ?? group.id, type: type, key: k ?? key, valueHash: value ?? key)
+        }
+        let wrong = [statement(network: 2), statement(epoch: 2), statement(group: GroupID(raw: group.id.raw + 1)),
+                     statement(type: .payment), statement(key: other), statement(value: other)]
+        #expect(statement() == ctx.statement(.batch, key: key, valueHash: key, group: group.id))
+        func vote(_ s: VoteStatement, by member: ReplicaID) -> Message {
+            let signature = s.withSigningMessage { c.replicaSigners[Int(member)].sign(bytes: $0) }
+            return .vote(s, Vote(replica: member, signature: signature))
+        }
+        var writer = try #require(c.writers[node.raw])
+        var out = Outbox()
+        for s in wrong {
+            for member in group.members { writer.receive(vote(s, by: member), from: NodeID(replica: member), now: 0, into: &out) }
+        }
+        guard case .running = writer.status else { Issue.record("votes on other statements certified the payment"); return }
+        for member in group.members.prefix(ctx.quorum.writeQuorum) {
+            writer.receive(vote(statement(), by: member), from: NodeID(replica: member), now: 0, into: &out)
+        }
+        guard case let .certified(certified) = writer.status, case let .certificate(certificate) = certified.proof else {
+            Issue.record("W votes on the round's statement did not certify it"); return
+        }
+        #expect(certificate.statement == statement())
+        #expect(throws: Never.self) {
+            try ctx.verify(certificate, types: [.batch], key: key, valueHash: key, group: group, meter: CryptoMeter(ctx.verifier))
+        }
+    }
+
     @Test func twoSilentReplicasStallButNeverFail() throws {
         let c = try Cluster(principals: 4)
         c.silent = Set(c.group(0).members.prefix(2))
