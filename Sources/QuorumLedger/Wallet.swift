@@ -53,6 +53,10 @@ public struct Wallet<Proof: Sendable>: Sendable {
     }
 
     public let signer: any Signer
+    /// The signer's public key, kept here: reading it through the signer loads the signer's box
+    /// (a key pair wider than an existential's inline buffer), a cache miss of its own on every
+    /// payment received in a large run.
+    public let publicKey: PublicKey
     public let networkId: UInt32
     public let limits: LedgerLimits
     public private(set) var durable: Durable
@@ -60,6 +64,7 @@ public struct Wallet<Proof: Sendable>: Sendable {
 
     public init(signer: any Signer, networkId: UInt32, limits: LedgerLimits = .standard) {
         self.signer = signer
+        self.publicKey = signer.publicKey
         self.networkId = networkId
         self.limits = limits
         self.durable = Durable()
@@ -74,7 +79,6 @@ public struct Wallet<Proof: Sendable>: Sendable {
         for entry in durable.log { for coin in entry.coins { known.insert(coin.input) } }
     }
 
-    public var publicKey: PublicKey { signer.publicKey }
     public var coins: [Coin] { durable.coins }
     public var inFlight: [InFlight] { durable.log }
 
@@ -83,7 +87,7 @@ public struct Wallet<Proof: Sendable>: Sendable {
 
     /// Takes the outputs of a certified payment that belong to this principal. Idempotent.
     public mutating func receive(_ payment: Payment, proof: Proof) {
-        for (i, output) in payment.outputs.enumerated() where output.owner == signer.publicKey {
+        for (i, output) in payment.outputs.enumerated() where output.owner == publicKey {
             let input = InputRef(parentKey: payment.key, index: UInt32(truncatingIfNeeded: i))
             guard known.insert(input).inserted else { continue }
             durable.coins.append(Coin(input: input, amount: output.amount, parent: payment, proof: proof))
@@ -111,13 +115,13 @@ public struct Wallet<Proof: Sendable>: Sendable {
         }
         guard total >= needed else { throw .insufficientFunds(available: total, needed: needed) }
         var outputs = payees
-        if total > needed { outputs.append(Output(amount: total - needed, owner: signer.publicKey)) }
+        if total > needed { outputs.append(Output(amount: total - needed, owner: publicKey)) }
         guard outputs.count <= limits.maxOutputs else { throw .tooManyOutputs(count: outputs.count, limit: limits.maxOutputs) }
 
         // Closures, not key paths: a key path into this generic type's members is instantiated at
         // run time on every call (1.7 % of a large run's profile, in swift_getKeyPath).
         let spent = chosen.map { $0.input }
-        let body = PaymentBody(networkId: networkId, payer: signer.publicKey, inputs: spent,
+        let body = PaymentBody(networkId: networkId, payer: publicKey, inputs: spent,
                                outputs: outputs, fee: fee, nonce: durable.nextNonce)
         durable.nextNonce &+= 1
         let payment = Payment.signed(body, by: signer)
