@@ -9,6 +9,8 @@ struct RepairQueues {
     private var queues: [[Digest]] = []
     /// Keys queued over all peers.
     private(set) var total = 0
+    /// Keys a new peer's queue has room for (the default repair batch).
+    static let initialCapacity = ReplicaSettings().repairBatch
 
     private func position(of peer: ReplicaID) -> (index: Int, found: Bool) {
         var lo = 0, hi = peers.count
@@ -30,8 +32,13 @@ struct RepairQueues {
         if found {
             queues[i].append(key)
         } else {
+            // Room for a round's keys from the start: grown one doubling at a time, each of a
+            // replica's queues was copied six times before its first offer.
+            var queue = [Digest]()
+            queue.reserveCapacity(RepairQueues.initialCapacity)
+            queue.append(key)
             peers.insert(peer, at: i)
-            queues.insert([key], at: i)
+            queues.insert(queue, at: i)
         }
         total += 1
     }
