@@ -145,6 +145,10 @@ public final class Payment: Hashable, Sendable, CustomStringConvertible {
     private let packedSignature: PackedSignature
     /// `K = H("qc/pay", body)`, where this record is stored.
     public let key: Digest
+    /// The encoded size, fixed at construction: every send of a message carrying this payment
+    /// asks for it, and computing it reads the input and output arrays' headers (two cold lines
+    /// in a large run, 1.3 % of its last-level misses).
+    public let encodedSize: Int
 
     public convenience init(body: PaymentBody, signature: Signature) {
         self.init(body: body, signature: signature, key: body.key)
@@ -161,6 +165,7 @@ public final class Payment: Hashable, Sendable, CustomStringConvertible {
         self.body = body
         self.packedSignature = PackedSignature(signature)
         self.key = key
+        self.encodedSize = body.encodedSize + 64
     }
 
     /// What the payer signs: `len ‖ "qc/psig" ‖ networkId ‖ K`. K commits to the whole body.
@@ -197,8 +202,6 @@ public final class Payment: Hashable, Sendable, CustomStringConvertible {
         encode(into: &w)
         return w.bytes
     }
-
-    public var encodedSize: Int { body.encodedSize + 64 }
 
     public static func decode(from r: inout ByteReader, limits: LedgerLimits) throws(DecodingError) -> Payment {
         let body = try PaymentBody.decode(from: &r, limits: limits)
