@@ -124,8 +124,9 @@ public struct Replica {
     private var verifiedPayments: Set<Digest> = []
     /// Per group peer: keys of stored records not yet acknowledged by that peer, oldest first.
     private var repairQueues = RepairQueues()
-    /// Per group peer: the outstanding offer (sequence number and how many keys it covered).
-    private var repairOffers: [ReplicaID: (sequence: UInt64, count: Int)] = [:]
+    /// Per group peer: the outstanding offer (sequence number, how many keys it covered and
+    /// where in the repair log the peer's queue continues after them).
+    private var repairOffers: [ReplicaID: (sequence: UInt64, count: Int, end: Int)] = [:]
     private var repairSequence: UInt64 = 0
     private var repairTimerArmed = false
 
@@ -217,10 +218,9 @@ public struct Replica {
         guard token == Replica.repairTimer else { return }
         repairTimerArmed = false
         for peer in repairQueues.peers {
-            guard let queue = repairQueues[peer], !queue.isEmpty else { continue }
-            let batch = Array(queue.prefix(settings.repairBatch))
+            guard let (batch, end) = repairQueues.offer(to: peer, limit: settings.repairBatch) else { continue }
             repairSequence &+= 1
-            repairOffers[peer] = (repairSequence, batch.count)
+            repairOffers[peer] = (repairSequence, batch.count, end)
             out.send(.repairOffer(sequence: repairSequence, keys: batch), to: NodeID(replica: peer))
         }
         armRepairTimer(now: now, into: &out)
@@ -427,7 +427,7 @@ public struct Replica {
 
     private mutating func enqueueRepair(_ key: Digest, group: Group, now: UInt64, into out: inout Outbox) {
         guard settings.repairInterval > 0 else { return }
-        for peer in group.members where peer != id { repairQueues.append(key, for: peer) }
+        repairQueues.append(key, members: group.members, except: id)
         armRepairTimer(now: now, into: &out)
     }
 
@@ -441,12 +441,12 @@ public struct Replica {
     private mutating func repairRequested(sequence: UInt64, missing: [Digest], from sender: NodeID, into out: inout Outbox) {
         let peer = sender.raw
         guard isReplica(sender), let offer = repairOffers[peer], offer.sequence == sequence,
-              let queued = repairQueues[peer]?.count else { return }
+              repairQueues.queued(peer) != nil else { return }
         // The peer usually misses nothing: then no set of the offered keys is built (it was
-        // most of this function's ~5,000 instructions, once per offer).
-        let offered = missing.isEmpty ? nil : Set(repairQueues[peer]?.prefix(offer.count) ?? [])
-        // In place: a copy of the queue held here would make removeFirst copy it.
-        repairQueues.removeFirst(min(offer.count, queued), for: peer)
+        // most of this function's ~5,000 instructions, once per offer). The queue's front is
+        // still what was offered: only this acknowledgement moves it.
+        let offered = missing.isEmpty ? nil : Set(repairQueues.offer(to: peer, limit: offer.count)?.keys ?? [])
+        repairQueues.acknowledge(peer, count: offer.count, end: offer.end)
         repairOffers[peer] = nil
         guard let offered else { return }
         let records = missing.prefix(offer.count).filter(offered.contains).compactMap { durable.store[$0] }
@@ -467,7 +467,8 @@ public struct Replica {
         return durable.store.tableSizes + [
             row("open keys (locks, votes, signatures, checked redeems)", durable.open),
             ("verifiedPayments", verifiedPayments.count, verifiedPayments.capacity, MemoryLayout<Digest>.stride),
-            ("repairQueues (keys)", repairQueues.sizes.count, repairQueues.sizes.capacity, MemoryLayout<Digest>.stride),
+            ("repair log (keys and their groups)", repairQueues.sizes.count, repairQueues.sizes.capacity,
+             MemoryLayout<RepairQueues.Entry>.stride),
         ]
     }
 
