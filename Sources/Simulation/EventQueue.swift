@@ -253,9 +253,16 @@ final class SlotBlocks<Payload> {
         return base[i].payload.take()
     }
 
-    /// Empties the current bucket, keeping its block.
+    /// Empties the current bucket, keeping its block. The queue clears a bucket once its last
+    /// event was popped, so every payload was moved out already and the slots hold only times
+    /// and nils: they are dropped by a scan that destroys any payload still there, not by
+    /// `deinitialize(count:)`, which destroys a block of tuples through the runtime's generic
+    /// tuple and `Optional` witnesses (~80 instructions a slot: 1.4 % of a scale run's
+    /// instructions, callgrind).
     func clearCurrent() {
-        current.base?.deinitialize(count: Int(current.count))
+        if let base = current.base {
+            for i in 0..<Int(current.count) where base[i].payload != nil { base[i].payload = nil }
+        }
         current.count = 0
     }
 
