@@ -49,7 +49,8 @@ public struct Writer {
         var refusal: RejectReason?
         var certificate: Certificate?
         var commit: Message?
-        var acks: [ReplicaID] = []
+        /// The members (by position in the group) that acknowledged the commit.
+        var acked = MemberSet()
 
         init(type: RecordType, key: Digest, statement: VoteStatement, prepare: Message, quorum: Int) {
             self.type = type
@@ -62,8 +63,9 @@ public struct Writer {
             votes.reserveCapacity(quorum)
         }
 
-        func answered(_ replica: ReplicaID) -> Bool {
-            certificate == nil ? votedOrRefused(replica) : acks.contains(replica)
+        /// Whether the member at `position` in the group, `replica`, answered the current step.
+        func answered(position: Int, replica: ReplicaID) -> Bool {
+            certificate == nil ? votedOrRefused(replica) : acked.contains(position)
         }
 
         func votedOrRefused(_ replica: ReplicaID) -> Bool {
@@ -155,7 +157,7 @@ public struct Writer {
     }
 
     public mutating func receive(_ message: Message, from sender: NodeID, now: UInt64, into out: inout Outbox) {
-        guard !isFinished, group.contains(sender.raw) else { return }
+        guard !isFinished, let position = group.members.firstIndex(of: sender.raw) else { return }
         let replica = sender.raw
         // Rounds are found by index and read field by field: `firstIndex(where:)` and a method
         // called on `rounds[i]` each copied the whole round, retaining (and so loading) every
@@ -177,9 +179,8 @@ public struct Writer {
             }
         case let .ack(key):
             guard let i = round(key: key, type: nil), rounds[i].certificate != nil,
-                  !rounds[i].acks.contains(replica) else { return }
-            rounds[i].acks.append(replica)
-            if rounds[i].acks.count == context.quorum.writeQuorum { committed(i, now: now, into: &out) }
+                  rounds[i].acked.insert(position) else { return }
+            if rounds[i].acked.count == context.quorum.writeQuorum { committed(i, now: now, into: &out) }
         default:
             return
         }
@@ -212,7 +213,7 @@ public struct Writer {
         retries += 1
         for round in rounds {
             let message = round.commit ?? round.prepare
-            for member in group.members where !round.answered(member) {
+            for (position, member) in group.members.enumerated() where !round.answered(position: position, replica: member) {
                 out.send(message, to: NodeID(replica: member))
             }
         }
@@ -222,7 +223,6 @@ public struct Writer {
     private mutating func certify(_ i: Int, into out: inout Outbox) {
         let certificate = Certificate(statement: rounds[i].statement, votes: rounds[i].votes)
         rounds[i].certificate = certificate
-        rounds[i].acks.reserveCapacity(group.members.count)  // one allocation, not one per growth
         let records: [StoredRecord]
         if paymentPhase {
             let certified = CertifiedPayment(payment: payment, proof: .certificate(certificate))
@@ -245,10 +245,32 @@ public struct Writer {
             if case let .certified(certified) = status { status = .committed(certified) }
             return
         }
-        guard rounds.allSatisfy({ $0.acks.count >= context.quorum.writeQuorum }) else { return }
+        guard rounds.allSatisfy({ $0.acked.count >= context.quorum.writeQuorum }) else { return }
         // Every redeem is certified and stored by W replicas: prepare the payment (§3 step 2).
         certifiedRedeems.sort { $0.redeem.input < $1.redeem.input }
         startPaymentRound()
         out.send(rounds[0].prepare, to: group.members)
+    }
+}
+
+/// A set of positions in a group: a bit each for the first 64, inline, where a list of replica
+/// ids was an array of its own (an allocation per round and, in a large run, a cache miss on
+/// every ack, whose round had been written to long before). Positions from 64 on (groups that
+/// large are allowed, never common) go to an array.
+struct MemberSet {
+    private var low: UInt64 = 0
+    private var beyond: [Int] = []
+
+    var count: Int { low.nonzeroBitCount + beyond.count }
+
+    func contains(_ position: Int) -> Bool {
+        position < 64 ? low & (1 << UInt64(position)) != 0 : beyond.contains(position)
+    }
+
+    /// Adds `position`; false if it was there.
+    mutating func insert(_ position: Int) -> Bool {
+        guard !contains(position) else { return false }
+        if position < 64 { low |= 1 << UInt64(position) } else { beyond.append(position) }
+        return true
     }
 }

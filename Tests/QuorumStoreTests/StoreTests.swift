@@ -175,6 +175,50 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
         }
     }
 
+    /// A commit is done when W distinct members acknowledged it: an ack repeated by one member,
+    /// or sent by a replica outside the group, does not count.
+    @Test func acksCountOncePerMember() throws {
+        let c = try Cluster()
+        let entry = try c.wallets[0].pay([Output(amount: 10, owner: c.principals[1].publicKey)])
+        let node = c.client(0)
+        c.startWriter(entry, node: node, variant: .batched)
+        let group = c.group(0)
+        let key = entry.payment.key
+        let statement = c.context.statement(.batch, key: key, valueHash: key, group: group.id)
+        var writer = try #require(c.writers[node.raw])
+        var out = Outbox()
+        for member in group.members.prefix(c.context.quorum.writeQuorum) {
+            let signature = statement.withSigningMessage { c.replicaSigners[Int(member)].sign(bytes: $0) }
+            writer.receive(.vote(statement, Vote(replica: member, signature: signature)), from: NodeID(replica: member), now: 0, into: &out)
+        }
+        guard case .certified = writer.status else { Issue.record("W votes did not certify the payment"); return }
+        let outsider = try #require((0..<ReplicaID(c.replicaSigners.count)).first { !group.contains($0) })
+        let members = Array(group.members.prefix(c.context.quorum.writeQuorum - 1))
+        for member in members + members + [outsider, outsider, outsider] {
+            writer.receive(.ack(key), from: NodeID(replica: member), now: 0, into: &out)
+        }
+        guard case .certified = writer.status else { Issue.record("repeated or outside acks committed the payment"); return }
+        writer.receive(.ack(key), from: NodeID(replica: group.members[c.context.quorum.writeQuorum - 1]), now: 0, into: &out)
+        guard case .committed = writer.status else { Issue.record("W distinct members' acks did not commit"); return }
+    }
+
+    /// Positions past the inline 64 bits behave as the first ones.
+    @Test func memberSetHoldsEachPositionOnce() {
+        var set = MemberSet()
+        var model = Set<Int>()
+        var random = DeterministicRandom(seed: 5, stream: "member-set")
+        for _ in 0..<2_000 {
+            let position = random.uniform(below: 300 as Int)
+            if random.uniform(below: 2 as Int) == 0 {
+                #expect(set.insert(position) == model.insert(position).inserted)
+            } else {
+                #expect(set.contains(position) == model.contains(position))
+            }
+            #expect(set.count == model.count)
+        }
+        #expect(model.contains { $0 >= 64 } && model.contains { $0 < 64 })
+    }
+
     @Test func twoSilentReplicasStallButNeverFail() throws {
         let c = try Cluster(principals: 4)
         c.silent = Set(c.group(0).members.prefix(2))
