@@ -72,12 +72,14 @@ final class InvariantChecker {
         }
     }
     private var moreVoters: Set<VoteKey> = []
-    struct RedeemClaim: Hashable, Comparable {
-        let key: Digest
+    /// A redeem's claim, named by the output it spends rather than by its key (the hash of that
+    /// output: a redeem's key is always computed from its input), so the end-of-run S5 check
+    /// looks up each input of a million payments without hashing it with BLAKE2b first.
+    struct RedeemClaim: Hashable {
+        let input: InputRef
         let spender: Digest
-        static func < (a: RedeemClaim, b: RedeemClaim) -> Bool { (a.key, a.spender) < (b.key, b.spender) }
-        /// One mixer over both digests, not SipHash (one lookup per redeem the checker sees).
-        func _rawHashValue(seed: Int) -> Int { key._rawHashValue(seed: spender._rawHashValue(seed: seed)) }
+        /// One mixer over both, not SipHash (one lookup per redeem the checker sees).
+        func _rawHashValue(seed: Int) -> Int { input._rawHashValue(seed: spender._rawHashValue(seed: seed)) }
     }
 
     /// - Parameter expectedPayments: payments the run is expected to certify, each with about
@@ -179,7 +181,7 @@ final class InvariantChecker {
     }
 
     private func claim(_ redeem: Redeem, parent: Payment?) {
-        let c = RedeemClaim(key: redeem.key, spender: redeem.spender)
+        let c = RedeemClaim(input: redeem.input, spender: redeem.spender)
         guard claims[c]?.signed != true, let parent else { return }
         if (try? context.rules.checkRedeem(redeem, parent: parent, verifier: meter)) != nil { claims[c, default: ClaimFacts()].signed = true }
     }
@@ -194,7 +196,7 @@ final class InvariantChecker {
             paymentList.append((p, time))
             if !verifiedUnrecorded.isEmpty { verifiedUnrecorded.remove(p.key) }
         case let .redeem(r):
-            let fact = RedeemClaim(key: r.key, spender: r.redeem.spender)
+            let fact = RedeemClaim(input: r.redeem.input, spender: r.redeem.spender)
             let context = context, meter = meter
             guard claims[fact]?.record == nil, verifying({ (try? context.verify(r, meter: meter, verified: &$0)) != nil }) else { return }
             claims[fact, default: ClaimFacts()].record = r
@@ -382,7 +384,7 @@ final class InvariantChecker {
                 }
                 let output = parent.outputs[Int(input.index)]
                 if output.owner != p.payer { violate("S5", seen, "certified payment \(key) spends \(input) owned by someone else") }
-                if !signedClaim(RedeemClaim(key: input.redeemKey, spender: key)) {
+                if !signedClaim(RedeemClaim(input: input, spender: key)) {
                     violate("S5", seen, "no redeem signed by the owner names \(key) for input \(input)", once: "S5r\(key)")
                 }
                 totalIn = totalIn.flatMap { Amounts.checkedSum($0, output.amount) }
@@ -550,7 +552,8 @@ extension InvariantChecker {
     /// Every certified record seen, in key order (payments, then redeems).
     var certifiedRecords: [StoredRecord] {
         let ps = paymentList.map(\.record).sorted { $0.key < $1.key }.map { StoredRecord.payment($0) }
-        let rs = claims.keys.sorted().compactMap { claims[$0]?.record.map { StoredRecord.redeem($0) } }
+        let rs = claims.values.compactMap(\.record).sorted { ($0.key, $0.redeem.spender) < ($1.key, $1.redeem.spender) }
+            .map { StoredRecord.redeem($0) }
         return ps + rs
     }
 }
