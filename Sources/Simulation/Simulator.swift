@@ -211,6 +211,14 @@ public final class Simulator {
             recordIndex.reserveCapacity(expected)
         }
         checker = InvariantChecker(context: context, expectedPayments: expected, inputs: w.inputs)
+        // Each expected payment and its redeems are stored by the n members of its payer's
+        // group: the stores are sized for that share once rather than rehashed through every
+        // doubling (they also hold parents from other groups, so they still end a little larger).
+        let hosted = (0..<replicaCount).filter { Simulator.hosts(node: $0, owner: owner, partition: me) }
+        if expected > 0, !hosted.isEmpty {
+            let perReplica = expected * (1 + max(1, w.inputs)) * topology.n / hosted.count
+            for r in hosted { replicas[r].reserveStore(perReplica) }
+        }
         if let share = w.crossGroup, topology.assignment == .partitioned, topology.groups > 1 {
             crossShare = share
             principalShard = shardOf.map { Int32($0) }
