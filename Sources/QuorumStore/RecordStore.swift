@@ -1,16 +1,14 @@
 import QuorumCrypto
 
-/// A replica's certified records by key, at 24 bytes a table bucket instead of 48: indexed by
-/// the first 8 bytes of the key, the whole key checked against the record's own. A key whose
+/// A replica's certified records by key, in a `SlotTable` indexed by the first 8 bytes of the
+/// key (a slot of 8 bytes and the record's references, not 32 bytes of key and the record), the
+/// whole key checked against the record's own. A key whose
 /// first 8 bytes match a held record's of another key (never by chance at simulation sizes, but
 /// records may be crafted to) goes to a second table keyed by the whole digest, so a collision
 /// costs space, never a wrong answer. Iteration order is unspecified: sort before it reaches an
 /// output.
 public struct RecordStore: Sendable {
-    /// The first 8 bytes of a key (keys are uniformly distributed digests).
-    typealias Prefix = MixedWord
-
-    private var primary: [Prefix: StoredRecord] = [:]
+    private var primary = SlotTable<StoredRecord>()
     private var colliding: [Digest: StoredRecord] = [:]
     /// Bits of the prefix used (all; tests narrow it to force collisions).
     private let prefixMask: UInt64
@@ -18,7 +16,8 @@ public struct RecordStore: Sendable {
     public init() { prefixMask = .max }
     init(prefixMask: UInt64) { self.prefixMask = prefixMask }
 
-    @inline(__always) private func prefix(_ key: Digest) -> Prefix { Prefix(key.prefix64 & prefixMask) }
+    /// The first 8 bytes of a key (keys are uniformly distributed digests).
+    @inline(__always) private func prefix(_ key: Digest) -> UInt64 { key.prefix64 & prefixMask }
 
     /// Makes room for `count` records at once. A store that grows to thousands of records by
     /// doubling rehashes each of them about once more, every move a cold read and write in a
@@ -40,27 +39,32 @@ public struct RecordStore: Sendable {
         let key = record.key
         let slot = prefix(key)
         if let held = primary[slot] {
-            if held.key == key { primary[slot] = record } else { colliding[key] = record }
+            if held.key == key { primary.set(slot, record) } else { colliding[key] = record }
         } else if !colliding.isEmpty, colliding[key] != nil {
             colliding[key] = record
         } else {
-            primary[slot] = record
+            primary.set(slot, record)
         }
     }
 
     /// Removes the record stored under `key`, if any.
     public mutating func remove(_ key: Digest) {
         let slot = prefix(key)
-        if let held = primary[slot], held.key == key { primary[slot] = nil } else { colliding[key] = nil }
+        if let held = primary[slot], held.key == key { primary.remove(slot) } else { colliding[key] = nil }
     }
 
     /// Every record, in no particular order.
-    public var records: [StoredRecord] { Array(primary.values) + Array(colliding.values) }
+    public var records: [StoredRecord] {
+        var all = [StoredRecord]()
+        all.reserveCapacity(count)
+        forEach { all.append($0) }
+        return all
+    }
 
     /// Calls `body` with every record, in no particular order, without collecting them (a
     /// caller that only looks at a record's references reads none of the records themselves).
     public func forEach(_ body: (StoredRecord) -> Void) {
-        for record in primary.values { body(record) }
+        primary.forEach(body)
         for record in colliding.values { body(record) }
     }
 
@@ -69,7 +73,7 @@ public struct RecordStore: Sendable {
 
     /// Entries, bucket capacity and bytes per bucket of the two tables, for the memory breakdown.
     var tableSizes: [(table: String, count: Int, capacity: Int, bucketBytes: Int)] {
-        [("store", primary.count, primary.capacity, MemoryLayout<Prefix>.stride + MemoryLayout<StoredRecord>.stride),
+        [("store", primary.count, primary.capacity, SlotTable<StoredRecord>.slotBytes),
          ("store (colliding keys)", colliding.count, colliding.capacity,
           MemoryLayout<Digest>.stride + MemoryLayout<StoredRecord>.stride)]
     }

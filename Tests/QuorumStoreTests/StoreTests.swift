@@ -645,3 +645,41 @@ final class RejectingVerifier: SignatureVerifier {
         for record in records { #expect(store[record.key] == record) }
     }
 }
+
+@Suite struct SlotTableTests {
+    /// Against a `Dictionary` under random insertions, replacements and removals of keys drawn
+    /// from a small range (long probe runs, removals inside them, key 0), through growth; a copy
+    /// taken midway keeps its contents while the original changes.
+    @Test(arguments: [0, 40]) func matchesADictionary(reserved: Int) {
+        var table = SlotTable<Int>()
+        table.reserveCapacity(reserved)
+        var model = [UInt64: Int]()
+        var random = DeterministicRandom(seed: 9, stream: "slot-table")
+        var snapshot: (table: SlotTable<Int>, model: [UInt64: Int])?
+        for step in 0..<20_000 {
+            // Keys 0…299 mixed onto few slots, and some large ones.
+            let small = UInt64(random.uniform(below: 300 as Int))
+            let key = random.uniform(below: 8 as Int) == 0 ? small &* 0x9E37_79B9_7F4A_7C15 : small
+            switch random.uniform(below: 3 as Int) {
+            case 0:
+                table.set(key, step)
+                model[key] = step
+            case 1:
+                #expect(table.remove(key) == model.removeValue(forKey: key))
+            default:
+                #expect(table[key] == model[key])
+            }
+            #expect(table.count == model.count)
+            if step == 10_000 { snapshot = (table, model) }
+        }
+        for key in model.keys { #expect(table[key] == model[key]) }
+        var seen = [Int]()
+        table.forEach { seen.append($0) }
+        #expect(seen.sorted() == model.values.sorted())
+        #expect(table.capacity >= table.count * 4 / 3)
+        if let (copy, old) = snapshot {
+            #expect(copy.count == old.count)
+            for (key, value) in old { #expect(copy[key] == value) }
+        }
+    }
+}

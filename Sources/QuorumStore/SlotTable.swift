@@ -1,0 +1,197 @@
+import QuorumCrypto
+
+/// A hash table from 64-bit keys to values, open-addressed with linear probing: each slot holds
+/// its key and its value side by side, a byte per slot says which slots are taken (and holds 7
+/// bits of the key's hash), and the table keeps both addresses in itself.
+///
+/// For keys that are already uniformly distributed (digest prefixes): a replica's store does a
+/// few dozen lookups per payment in a large run, nearly all into memory not touched for a while,
+/// most of them for keys it does not hold. A `Dictionary` lookup reads its storage's header, a
+/// word of its occupancy bitmap and, for a key it holds, the key and the value (in separate
+/// arrays). Here a lookup reads the control bytes of its probe run (one line) and, only on a
+/// matching hash byte, that slot. Iteration order is that of the slots: a function of the keys
+/// and of the order they were inserted and removed, never of the process; unspecified all the
+/// same, so sort before it reaches an output.
+///
+/// A value type: copies share the slots until one of them changes (then it copies them).
+struct SlotTable<Value>: @unchecked Sendable {
+    struct Slot {
+        var key: UInt64
+        var value: Value
+    }
+
+    /// Owns the slots and control bytes. A slot is initialized exactly when its control byte
+    /// is nonzero.
+    final class Storage {
+        let slots: UnsafeMutablePointer<Slot>
+        let control: UnsafeMutablePointer<UInt8>
+        let capacity: Int
+
+        init(capacity: Int) {
+            self.capacity = capacity
+            slots = .allocate(capacity: capacity)
+            control = .allocate(capacity: capacity)
+            control.initialize(repeating: 0, count: capacity)
+        }
+
+        func copy() -> Storage {
+            let other = Storage(capacity: capacity)
+            for i in 0..<capacity where control[i] != 0 {
+                (other.slots + i).initialize(to: slots[i])
+                other.control[i] = control[i]
+            }
+            return other
+        }
+
+        deinit {
+            for i in 0..<capacity where control[i] != 0 { (slots + i).deinitialize(count: 1) }
+            slots.deallocate()
+            control.deallocate()
+        }
+    }
+
+    private var storage: Storage?
+    /// `storage`'s two arrays, read without touching the storage object.
+    private var slots: UnsafeMutablePointer<Slot>?
+    private var control: UnsafeMutablePointer<UInt8>?
+    /// Capacity − 1 (a power of two less one); 0 until the first insertion.
+    private var mask = 0
+    private(set) var count = 0
+    /// Entries wanted room for when the slots are first allocated.
+    private var reserved = 0
+
+    init() {}
+
+    var isEmpty: Bool { count == 0 }
+    /// Slots allocated (0 before the first insertion).
+    var capacity: Int { slots == nil ? 0 : mask + 1 }
+
+    /// Makes room for `count` entries: now if the slots exist, else when they are first needed
+    /// (so a table reserved at setup is filled by whichever thread runs it).
+    mutating func reserveCapacity(_ count: Int) {
+        if slots == nil {
+            reserved = max(reserved, count)
+        } else if Self.slotsNeeded(for: count) > capacity {
+            resize(to: Self.slotsNeeded(for: count))
+        }
+    }
+
+    /// A power of two that keeps `count` entries at most three quarters full (and at least one
+    /// slot empty, which ends every probe).
+    private static func slotsNeeded(for count: Int) -> Int {
+        var n = 8
+        while n / 4 * 3 < count, n < Int.max / 4 { n *= 2 }
+        return n
+    }
+
+    /// The key's first slot and its control byte (7 bits of the hash, the top bit set).
+    @inline(__always) private func place(_ key: UInt64) -> (home: Int, tag: UInt8) {
+        let h = mix64(key)
+        return (Int(truncatingIfNeeded: h) & mask, UInt8(truncatingIfNeeded: h >> 57) | 0x80)
+    }
+
+    /// The slot holding `key`, if any.
+    @inline(__always) private func index(of key: UInt64) -> Int? {
+        guard let slots, let control else { return nil }
+        var (i, tag) = place(key)
+        while true {
+            let c = control[i]
+            if c == 0 { return nil }
+            if c == tag, slots[i].key == key { return i }
+            i = (i &+ 1) & mask
+        }
+    }
+
+    subscript(key: UInt64) -> Value? {
+        guard let slots, let i = index(of: key) else { return nil }
+        return slots[i].value
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    mutating func set(_ key: UInt64, _ value: Value) {
+        let needed = Self.slotsNeeded(for: count + 1)
+        if slots == nil || needed > capacity {
+            resize(to: max(needed, Self.slotsNeeded(for: reserved)))
+        } else {
+            makeUnique()
+        }
+        guard let slots, let control else { return }  // unreachable: resize allocated them
+        var (i, tag) = place(key)
+        while control[i] != 0 {
+            if control[i] == tag, slots[i].key == key {
+                slots[i].value = value
+                return
+            }
+            i = (i &+ 1) & mask
+        }
+        (slots + i).initialize(to: Slot(key: key, value: value))
+        control[i] = tag
+        count += 1
+    }
+
+    /// Removes `key`'s entry, returning its value. Later entries of the probe run move back
+    /// into the hole (no tombstones: a lookup stops at the first empty slot).
+    @discardableResult
+    mutating func remove(_ key: UInt64) -> Value? {
+        guard index(of: key) != nil else { return nil }
+        makeUnique()
+        guard let slots, let control, let found = index(of: key) else { return nil }
+        let removed = (slots + found).move().value
+        var hole = found
+        var j = (found &+ 1) & mask
+        while control[j] != 0 {
+            // The entry at j may fill the hole if its probe run from home passes the hole.
+            if (j &- place(slots[j].key).home) & mask >= (j &- hole) & mask {
+                (slots + hole).moveInitialize(from: slots + j, count: 1)
+                control[hole] = control[j]
+                hole = j
+            }
+            j = (j &+ 1) & mask
+        }
+        control[hole] = 0
+        count -= 1
+        return removed
+    }
+
+    /// Calls `body` with every value, in slot order.
+    func forEach(_ body: (Value) -> Void) {
+        guard let slots, let control else { return }
+        for i in 0...mask where control[i] != 0 { body(slots[i].value) }
+    }
+
+    private mutating func makeUnique() {
+        guard !isKnownUniquelyReferenced(&storage), let old = storage else { return }
+        let copy = old.copy()
+        storage = copy
+        slots = copy.slots
+        control = copy.control
+    }
+
+    /// New slots of `capacity` (a power of two), every entry re-inserted.
+    private mutating func resize(to capacity: Int) {
+        let old = storage  // kept alive (and, if shared, unchanged) while its entries are copied
+        let fresh = Storage(capacity: capacity)
+        storage = fresh
+        slots = fresh.slots
+        control = fresh.control
+        mask = capacity - 1
+        count = 0
+        guard let old else { return }
+        withExtendedLifetime(old) {
+            for i in 0..<old.capacity where old.control[i] != 0 { insertNew(old.slots[i].key, old.slots[i].value) }
+        }
+    }
+
+    /// Inserts a key known absent into slots with room.
+    private mutating func insertNew(_ key: UInt64, _ value: Value) {
+        guard let slots, let control else { return }
+        var (i, tag) = place(key)
+        while control[i] != 0 { i = (i &+ 1) & mask }
+        (slots + i).initialize(to: Slot(key: key, value: value))
+        control[i] = tag
+        count += 1
+    }
+
+    /// Bytes of one slot and its control byte.
+    static var slotBytes: Int { MemoryLayout<Slot>.stride + 1 }
+}
