@@ -45,6 +45,22 @@ import QuorumLedger
         #expect(throws: ConfigurationError.self) { try GroupAssignment(mode: .partitioned, beacon: .zero, replicaCount: 10, groupSize: 4) }
     }
 
+    /// Keys sharing their first 8 bytes (the memo's index) each get their own group, whichever
+    /// was asked first, as a fresh assignment computes it.
+    @Test(arguments: AssignmentMode.allCases) func keysSharingAPrefixKeepTheirOwnGroups(_ mode: AssignmentMode) throws {
+        func assignment() throws -> GroupAssignment {
+            try GroupAssignment(mode: mode, beacon: Bytes32(word: 3), replicaCount: 400, groupSize: 4)
+        }
+        let keys = (0..<40).map { PublicKey(raw: Bytes32(words: (7, 0, UInt64($0 / 4), UInt64($0)))) }
+        let memoized = try assignment()
+        let groups = keys.map(memoized.group(of:))
+        #expect(Set(groups.map(\.id)).count > 5)  // not one group for all: the whole key counts
+        for (key, group) in zip(keys, groups).reversed() {
+            #expect(memoized.group(of: key) == group)
+            #expect(try assignment().group(of: key) == group)
+        }
+    }
+
     /// The 256-bit remainder agrees with a big-number computation done by hand.
     @Test func shardRemainderUsesTheWholeDigest() throws {
         // 2^192 mod 1000003, computed by repeated squaring independently of dividingFullWidth.
