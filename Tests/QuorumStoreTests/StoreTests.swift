@@ -150,16 +150,20 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
         if case .committed = status {} else { Issue.record("not committed: \(status)") }
     }
 
+    /// A batched writer for a payment from principal 0 to 1, its group and the payment's key.
+    func batchedWriter(_ c: Cluster) throws -> (Writer, Group, Digest) {
+        let entry = try c.wallets[0].pay([Output(amount: 10, owner: c.principals[1].publicKey)])
+        let node = c.client(0)
+        c.startWriter(entry, node: node, variant: .batched)
+        return (try #require(c.writers[node.raw]), c.group(0), entry.payment.key)
+    }
+
     /// A writer matches a vote to its round field by field (key, type, value, group, network,
     /// epoch) without comparing whole statements: a vote duly signed by a member on a statement
     /// that differs in any one field must not count towards the certificate.
     @Test func votesOnAnyOtherStatementDoNotCount() throws {
         let c = try Cluster()
-        let entry = try c.wallets[0].pay([Output(amount: 10, owner: c.principals[1].publicKey)])
-        let node = c.client(0)
-        c.startWriter(entry, node: node, variant: .batched)
-        let group = c.group(0)
-        let key = entry.payment.key
+        var (writer, group, key) = try batchedWriter(c)
         let other = Digest(word: 77)
         let ctx = c.context
         func statement(network: UInt32 = 1, epoch: UInt32 = 1, group g: GroupID? = nil, type: RecordType = .batch,
@@ -173,7 +177,6 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
             let signature = s.withSigningMessage { c.replicaSigners[Int(member)].sign(bytes: $0) }
             return .vote(s, Vote(replica: member, signature: signature))
         }
-        var writer = try #require(c.writers[node.raw])
         var out = Outbox()
         for s in wrong {
             for member in group.members { writer.receive(vote(s, by: member), from: NodeID(replica: member), now: 0, into: &out) }
@@ -195,13 +198,8 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
     /// or sent by a replica outside the group, does not count.
     @Test func acksCountOncePerMember() throws {
         let c = try Cluster()
-        let entry = try c.wallets[0].pay([Output(amount: 10, owner: c.principals[1].publicKey)])
-        let node = c.client(0)
-        c.startWriter(entry, node: node, variant: .batched)
-        let group = c.group(0)
-        let key = entry.payment.key
+        var (writer, group, key) = try batchedWriter(c)
         let statement = c.context.statement(.batch, key: key, valueHash: key, group: group.id)
-        var writer = try #require(c.writers[node.raw])
         var out = Outbox()
         for member in group.members.prefix(c.context.quorum.writeQuorum) {
             let signature = statement.withSigningMessage { c.replicaSigners[Int(member)].sign(bytes: $0) }
