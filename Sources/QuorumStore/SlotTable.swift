@@ -21,7 +21,7 @@ struct SlotTable<Value>: @unchecked Sendable {
     }
 
     /// Owns the slots and control bytes. A slot is initialized exactly when its control byte
-    /// is nonzero.
+    /// is nonzero; a copy keeps every entry at its index.
     final class Storage {
         let slots: UnsafeMutablePointer<Slot>
         let control: UnsafeMutablePointer<UInt8>
@@ -133,9 +133,9 @@ struct SlotTable<Value>: @unchecked Sendable {
     /// into the hole (no tombstones: a lookup stops at the first empty slot).
     @discardableResult
     mutating func remove(_ key: UInt64) -> Value? {
-        guard index(of: key) != nil else { return nil }
-        makeUnique()
-        guard let slots, let control, let found = index(of: key) else { return nil }
+        guard let found = index(of: key) else { return nil }
+        makeUnique()  // a copy keeps every entry at its index
+        guard let slots, let control else { return nil }
         let removed = (slots + found).move().value
         var hole = found
         var j = (found &+ 1) & mask
