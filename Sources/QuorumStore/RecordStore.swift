@@ -8,7 +8,7 @@ import QuorumCrypto
 /// Iteration order is unspecified: sort before it reaches an output.
 public struct RecordStore: Sendable {
     private var primary = SlotTable<StoredRecord>()
-    private var colliding: [Digest: StoredRecord] = [:]
+    private var colliding = [Digest: StoredRecord]()
     /// Bits of the prefix used (all; tests narrow it to force collisions).
     private let prefixMask: UInt64
 
