@@ -33,6 +33,8 @@ public struct VoteStatement: Hashable, Sendable {
         }
     }
     private var box: Box
+    /// The box's address, for tests of the simulator's prefetch hints.
+    var boxAddress: UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(box).toOpaque()) }
 
     public init(networkId: UInt32, epoch: UInt32, group: GroupID, type: RecordType, key: Digest, valueHash: Digest) {
         box = Box(networkId, epoch, group, type, key, valueHash)

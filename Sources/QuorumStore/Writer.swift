@@ -35,22 +35,24 @@ public struct Writer {
         case failed(WriteFailure)
     }
 
-    /// Collecting votes, then acks, for one record.
+    /// Collecting votes, then acks, for one record. What every vote and ack reads (type, key,
+    /// value hash, votes, certificate, acks) is declared first: the round's first 120 bytes, two
+    /// cache lines of the rounds array where they were three.
     struct Round {
         let type: RecordType
         let key: Digest
         /// The statement's value hash beside its key and type: a vote is matched to its round on
         /// these, without loading the statement's box (a cold line in a large run).
         let valueHash: Digest
-        let statement: VoteStatement
-        var prepare: Message
         var votes: [Vote] = []
-        var refused: [ReplicaID] = []
-        var refusal: RejectReason?
         var certificate: Certificate?
-        var commit: Message?
         /// The members (by position in the group) that acknowledged the commit.
         var acked = MemberSet()
+        var refused: [ReplicaID] = []
+        var refusal: RejectReason?
+        let statement: VoteStatement
+        var prepare: Message
+        var commit: Message?
 
         init(type: RecordType, key: Digest, statement: VoteStatement, prepare: Message, quorum: Int) {
             self.type = type
@@ -73,21 +75,23 @@ public struct Writer {
         }
     }
 
+    /// First, with `group` and `status` after it: every vote and ack reads these three, and a host
+    /// that keeps writers in an array finds them in the slot's first lines (`roundsOffset`).
+    private var rounds: [Round] = []
+    public let group: Group
+    public private(set) var status: Status = .running
     public let payment: Payment
     public let variant: WriteVariant
-    public let group: Group
     public let context: ProtocolContext
     public let meter: CryptoMeter
     public let retryInterval: UInt64
     /// Token this writer's timers carry, chosen by the host.
     public let timerToken: UInt64
-    public private(set) var status: Status = .running
     /// Times the writer re-sent (for metrics).
     public private(set) var retries = 0
 
     private let redeems: [Redeem]
     private let parents: [CertifiedPayment]
-    private var rounds: [Round] = []
     private var certifiedRedeems: [CertifiedRedeem] = []
     private var paymentPhase = false
     private var resumeAtPayment = false
@@ -117,6 +121,13 @@ public struct Writer {
         self.certifiedRedeems = certifiedRedeems.sorted { $0.redeem.input < $1.redeem.input }
         self.resumeAtPayment = true
     }
+
+    /// Where a writer keeps its rounds array's reference (the address of its storage), for a
+    /// host's prefetch hints: the rounds are the writer's next dependent load on every vote and ack.
+    public static let roundsOffset = MemoryLayout<Writer>.offset(of: \Writer.rounds)
+
+    /// The rounds array's storage, for tests of those hints.
+    var roundsAddress: UnsafeRawPointer? { rounds.withUnsafeBufferPointer { $0.baseAddress.map { UnsafeRawPointer($0) - 32 } } }
 
     public var isFinished: Bool {
         switch status {
@@ -274,3 +285,4 @@ struct MemberSet {
         return true
     }
 }
+

@@ -470,6 +470,9 @@ extension EventQueue where Payload == Event {
         /// An array of records (`commit`, `gossip`): each element starts with its payment's or
         /// redeem's reference.
         case records
+        /// A box whose first field is the vote's statement, itself a box: made by the voting
+        /// replica an event loop's worth of the heap ago, and read first by the writer.
+        case vote
     }
 
     /// The heap object (an indirect case's box, or a record array's storage) that the message of
@@ -484,6 +487,7 @@ extension EventQueue where Payload == Event {
         case .deliver(_, _, .preparePayment, _)?: shape = .write(parentsArray: true)
         case .deliver(_, _, .prepareRedeem, _)?: shape = .write(parentsArray: false)
         case .deliver(_, _, .commit, _)?, .deliver(_, _, .gossip, _)?: shape = .records
+        case .deliver(_, _, .vote, _)?: shape = .vote
         case .deliver?: shape = .other
         default: return nil
         }

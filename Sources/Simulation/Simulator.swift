@@ -327,9 +327,11 @@ public final class Simulator {
         now = time
         events &+= 1
         trace?.record(time: time, event: event)
-        // The event after next: its node's first lines. The next: what those lines point to.
-        if let later = queue.upcomingNode(1) { prefetch(later) }
-        if let soon = queue.upcomingNode(0) { prefetchDeeper(soon) }
+        // Three events ahead: its node's first lines. Two: what those lines point to. The next:
+        // a writer's rounds, a level further down.
+        if let latest = queue.upcomingNode(2) { prefetch(latest) }
+        if let later = queue.upcomingNode(1) { prefetchDeeper(later) }
+        if let soon = queue.upcomingNode(0) { prefetchRounds(soon) }
         prefetchRecords()
         handle(event)
         return true
@@ -377,6 +379,8 @@ public final class Simulator {
             if let second = referencedObject(box, 24) { quorumcoin_prefetch(second + (parentsArray ? 32 : 0)) }
         case .records:
             if let record = referencedObject(box, 32) { quorumcoin_prefetch(record) }
+        case .vote:
+            if let statement = referencedObject(box, 16) { quorumcoin_prefetch(statement) }
         case .other:
             break
         }
@@ -386,7 +390,36 @@ public final class Simulator {
     /// storage and the meter object (an `Array` is one reference to its storage, whose elements
     /// start 32 bytes in; a class reference is its object's address).
     private static let principalMeterOffset = MemoryLayout<PrincipalHost>.offset(of: \PrincipalHost.meter)
-    private static let principalWritersOffset = MemoryLayout<PrincipalHost>.offset(of: \PrincipalHost.writers)
+    static let principalWritersOffset = MemoryLayout<PrincipalHost>.offset(of: \PrincipalHost.writers)
+
+    /// Where a principal's first writer keeps its rounds' reference, in its writers array's
+    /// storage (whose elements start 32 bytes in).
+    static let writerRoundsOffset: Int? = {
+        guard let writer = MemoryLayout<PrincipalHost.WriterSlot>.offset(of: \PrincipalHost.WriterSlot.writer),
+              let rounds = Writer.roundsOffset else { return nil }
+        return 32 + writer + rounds
+    }()
+
+    /// The rounds array a principal's first writer reads on every vote and ack, found through the
+    /// writers' storage that `prefetchDeeper` loaded an event ago (read only when the array holds
+    /// a writer: an empty array's storage is a shared 32-byte object).
+    @inline(__always) private func prefetchRounds(_ node: NodeID) {
+        let i = Int(node.raw) - replicaCount
+        guard i >= 0, let writersAt = Simulator.principalWritersOffset, let roundsAt = Simulator.writerRoundsOffset else { return }
+        principals.withUnsafeBufferPointer { b in
+            guard i < b.count, let base = b.baseAddress,
+                  let rounds = Simulator.firstWriterRounds(UnsafeRawPointer(base + i), writersAt: writersAt, roundsAt: roundsAt) else { return }
+            quorumcoin_prefetch(rounds)
+            quorumcoin_prefetch(rounds + 64)
+        }
+    }
+
+    /// The storage of the first writer's rounds array, read from a principal's slot by layout.
+    @inline(__always) static func firstWriterRounds(_ slot: UnsafeRawPointer, writersAt: Int, roundsAt: Int) -> UnsafeRawPointer? {
+        guard let writers = slot.load(fromByteOffset: writersAt, as: UnsafeRawPointer?.self),
+              writers.load(fromByteOffset: 16, as: Int.self) > 0 else { return nil }
+        return writers.load(fromByteOffset: roundsAt, as: UnsafeRawPointer?.self)
+    }
 
     @inline(__always) private func prefetchDeeper(_ node: NodeID) {
         let i = Int(node.raw) - replicaCount

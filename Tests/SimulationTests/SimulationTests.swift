@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import QuorumCrypto
 import QuorumLedger
-import QuorumStore
+@testable import QuorumStore
 @testable import Simulation
 
 /// The package root, found from this file's path.
@@ -173,6 +173,11 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         q.push(.deliver(from: NodeID(raw: 1), to: NodeID(raw: 3), message: .commit(records), size: 0), at: t + 20)
         let write = Message.preparePayment(written, parents: [CertifiedPayment(payment: parent, proof: .genesis)], redeems: [])
         q.push(.deliver(from: NodeID(raw: 1), to: NodeID(raw: 4), message: write, size: 0), at: t + 30)
+        let statement = VoteStatement(networkId: 1, epoch: 0, group: GroupID(raw: 0), type: .payment,
+                                      key: written.key, valueHash: written.key)
+        let signature = Signature(r: Bytes32(word: 7), s: Bytes32(word: 8))
+        q.push(.deliver(from: NodeID(raw: 4), to: NodeID(raw: 1), message: .vote(statement, Vote(replica: 4, signature: signature)), size: 0),
+               at: t + 35)
         q.push(.timer(node: NodeID(raw: 5), token: 0), at: t + 40)
         _ = q.pop()
         #expect(q.upcomingNode(0) == NodeID(raw: 3))
@@ -182,7 +187,9 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(q.upcomingMessage(1)?.shape == .write(parentsArray: true))
         #expect(reference(object(1), 16) == address(written))
         #expect(reference(reference(object(1), 24), 32) == address(parent))
-        #expect(q.upcomingMessage(2) == nil)
+        #expect(q.upcomingMessage(2)?.shape == .vote)
+        #expect(reference(object(2), 16) == statement.boxAddress)
+        #expect(q.upcomingMessage(3) == nil)
     }
 
     @Test func deterministicMathMatchesLibm() {
@@ -230,6 +237,29 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(report.confirmed == report.payments, "\(report.summaryJSON)")
         #expect(report.failed == 0)
         #expect(report.latencyCSV.split(separator: "\n").count == report.payments + 1)
+    }
+
+    /// The prefetch of a writer's rounds reads a principal's slot and its writers' storage by
+    /// layout: check, mid-run on the toolchain in use, that it finds the first writer's rounds
+    /// and reads nothing through a principal that has no writer.
+    @Test func roundsHintFindsTheFirstWritersRounds() throws {
+        let sim = try Simulator(scenario: try tiny())
+        sim.runWindow(until: Time.second / 4)
+        let writersAt = try #require(Simulator.principalWritersOffset), roundsAt = try #require(Simulator.writerRoundsOffset)
+        var busy = 0, idle = 0
+        sim.principals.withUnsafeBufferPointer { b in
+            for (i, principal) in b.enumerated() {
+                let found = Simulator.firstWriterRounds(UnsafeRawPointer(b.baseAddress! + i), writersAt: writersAt, roundsAt: roundsAt)
+                if let first = principal.writers.first {
+                    busy += 1
+                    #expect(found != nil && found == first.writer.roundsAddress)
+                } else {
+                    idle += 1
+                    #expect(found == nil)
+                }
+            }
+        }
+        #expect(busy > 0 && idle > 0)
     }
 
     /// A payment cap far above what the run offers (the file format allows 10⁹) is a cap, not a
