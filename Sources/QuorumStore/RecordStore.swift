@@ -33,6 +33,35 @@ public struct RecordStore: Sendable {
         return colliding.isEmpty ? nil : colliding[key]
     }
 
+    /// What `body` makes of the record stored under `key`, lent in place (not copied: a copy
+    /// retains the record and its certificate, loading both, where a caller asking whether a
+    /// key is held reads neither); nil if none is stored.
+    @inline(__always)
+    public func withRecord<R>(_ key: Digest, _ body: (borrowing StoredRecord) -> R) -> R? {
+        var result: R?
+        let held = primary.withValue(prefix(key)) { record -> Bool in
+            guard record.key == key else { return false }
+            result = body(record)
+            return true
+        } ?? false
+        if held { return result }
+        guard !colliding.isEmpty, let record = colliding[key] else { return nil }
+        return body(record)
+    }
+
+    /// Whether a record is stored under `key`.
+    public func contains(_ key: Digest) -> Bool { withRecord(key) { _ in true } ?? false }
+
+    /// Whether the record stored under `key` is a payment.
+    public func holdsPayment(_ key: Digest) -> Bool {
+        withRecord(key) { record in
+            switch record {
+            case .payment: true
+            case .redeem: false
+            }
+        } ?? false
+    }
+
     /// Stores `record` under its own key (replacing a record of that key).
     public mutating func insert(_ record: StoredRecord) {
         let key = record.key
@@ -56,13 +85,14 @@ public struct RecordStore: Sendable {
     public var records: [StoredRecord] {
         var all = [StoredRecord]()
         all.reserveCapacity(count)
-        forEach { all.append($0) }
+        forEach { all.append(copy $0) }
         return all
     }
 
     /// Calls `body` with every record, in no particular order, without collecting them (a
-    /// caller that only looks at a record's references reads none of the records themselves).
-    public func forEach(_ body: (StoredRecord) -> Void) {
+    /// caller that only looks at a record's references reads none of the records themselves),
+    /// each lent in place: a copy would retain the record and its certificate, loading both.
+    public func forEach(_ body: (borrowing StoredRecord) -> Void) {
         primary.forEach(body)
         for record in colliding.values { body(record) }
     }

@@ -67,8 +67,13 @@ public struct Replica {
 
         /// The lock a stored certified redeem of `key` holds, unless volatile locks were lost.
         func storedLock(_ key: Digest) -> Digest? {
-            guard case let .redeem(r) = store[key], unlockedStored.isEmpty || !unlockedStored.contains(key) else { return nil }
-            return r.redeem.valueHash
+            guard unlockedStored.isEmpty || !unlockedStored.contains(key) else { return nil }
+            return store.withRecord(key) { record -> Digest? in
+                switch record {
+                case let .redeem(r): r.redeem.valueHash
+                case .payment: nil
+                }
+            } ?? nil
         }
 
         /// The value voted for under `key` and not yet known certified.
@@ -154,11 +159,10 @@ public struct Replica {
         var unstored: Set<Digest>
         var store: RecordStore
         func isVerified(_ key: Digest) -> Bool {
-            if case .payment = store[key] { return true }
-            return unstored.contains(key)
+            store.holdsPayment(key) || unstored.contains(key)
         }
         mutating func markVerified(_ key: Digest) {
-            if case .payment = store[key] { return }
+            if store.holdsPayment(key) { return }
             unstored.insert(key)
         }
     }
@@ -205,7 +209,9 @@ public struct Replica {
         case let .commit(records):
             guard let first = records.first, records.count <= MessageLimits.standard.maxRecords else { return }
             var all = true
-            for record in records where !accept(record, now: now, into: &out) { all = false }
+            // By index: the array's iterator hands out copies, each retaining the record and its
+            // certificate (cold objects in a large run, not read at all when the record is held).
+            for i in records.indices where !accept(records[i], now: now, into: &out) { all = false }
             if all { out.send(.ack(first.key), to: sender) }
         case let .gossip(records):
             for record in records.prefix(MessageLimits.standard.maxRecords) { _ = accept(record, now: now, into: &out) }
@@ -213,7 +219,7 @@ public struct Replica {
             out.send(.readReply(request: request, readResult(type, key)), to: sender)
         case let .repairOffer(sequence, keys):
             guard isReplica(sender), keys.count <= MessageLimits.standard.maxRepairKeys else { return }
-            let missing = keys.filter { durable.store[$0] == nil }
+            let missing = keys.filter { !durable.store.contains($0) }
             out.send(.repairRequest(sequence: sequence, missing: missing), to: sender)
         case let .repairRequest(sequence, missing):
             repairRequested(sequence: sequence, missing: missing, from: sender, into: &out)
@@ -303,7 +309,7 @@ public struct Replica {
         guard lock(redeemKeys, to: Redeem.valueHash(spender: key)) else {
             return reject(.batch, key, .conflict, to: sender, into: &out)
         }
-        for redeem in redeems where durable.store[redeem.key] == nil {
+        for redeem in redeems where !durable.store.contains(redeem.key) {
             durable.update(redeem.key) { entry in if entry.voted == nil { entry.voted = .redeem(redeem) } }
         }
         vote(.batch, key: key, valueHash: key, group: group, voted: .payment(payment), locking: false, to: sender, into: &out)
@@ -325,11 +331,10 @@ public struct Replica {
     /// it lets readers find the parent in this (the child's) group.
     private mutating func verifyParent(_ parent: CertifiedPayment) -> Bool {
         let key = parent.payment.key
-        if case .payment = durable.store[key] { return true }
-        if verifiedPayments.contains(key) { return true }
+        if durable.store.holdsPayment(key) || verifiedPayments.contains(key) { return true }
         let context = context, meter = meter
         guard withVerified({ (try? context.verify(parent, meter: meter, verified: &$0)) != nil }) else { return false }
-        if durable.store[key] == nil {
+        if !durable.store.contains(key) {
             durable.store.insert(.payment(parent))
             verifiedPayments.remove(key)
         }
@@ -338,10 +343,14 @@ public struct Replica {
 
     /// Checks a certified redeem once per (key, spender): a certified value never changes.
     private mutating func verifyRedeem(_ certified: CertifiedRedeem) -> Bool {
-        if case let .redeem(stored) = durable.store[certified.key], stored.redeem.spender == certified.redeem.spender {
-            return true
-        }
         let spender = certified.redeem.spender
+        let stored = durable.store.withRecord(certified.key) { record in
+            switch record {
+            case let .redeem(stored): stored.redeem.spender == spender
+            case .payment: false
+            }
+        }
+        if stored == true { return true }
         if durable.open[certified.key]?.checkedSpender == spender { return true }
         let context = context, meter = meter
         guard withVerified({ (try? context.verify(certified, meter: meter, verified: &$0)) != nil }) else { return false }
@@ -366,15 +375,15 @@ public struct Replica {
     private mutating func vote(_ type: RecordType, key: Digest, valueHash: Digest, group: Group, voted value: VotedValue,
                                locking: Bool, to sender: NodeID, into out: inout Outbox) -> Bool {
         let statement = context.statement(type, key: key, valueHash: valueHash, group: group.id)
-        let stored = durable.store[key]
-        let storedLock = locking && stored != nil ? durable.storedLock(key) : nil
+        let stored = durable.store.contains(key)
+        let storedLock = locking && stored ? durable.storedLock(key) : nil
         let signer = signer, meter = meter
         let signature: Signature? = durable.update(key) { entry in
             if locking {
                 if let held = entry.lock ?? storedLock, held != valueHash { return nil }
                 if entry.lock == nil, storedLock == nil { entry.lock = valueHash }
             }
-            if entry.voted == nil, stored == nil { entry.voted = value }
+            if entry.voted == nil, !stored { entry.voted = value }
             return Replica.sign(statement, in: &entry, signer: signer, meter: meter)
         }
         guard let signature else { return false }
@@ -401,7 +410,7 @@ public struct Replica {
     /// Verifies and stores a certified record of this replica's group. Returns whether it is held.
     private mutating func accept(_ record: StoredRecord, now: UInt64, into out: inout Outbox) -> Bool {
         let key = record.key
-        if durable.store[key] != nil { return true }
+        if durable.store.contains(key) { return true }
         let group = context.group(of: record.principal)
         guard group.contains(id) else { return false }
         switch record {

@@ -107,11 +107,20 @@ struct SlotTable<Value>: @unchecked Sendable {
         return slots[i].value
     }
 
+    /// What `body` makes of `key`'s value, lent in place; nil if `key` is absent. Unlike the
+    /// subscript, no copy: copying a value that holds references retains each, loading its
+    /// object (a cold line in a large run, for objects the caller may not read at all).
+    @inline(__always) func withValue<R>(_ key: UInt64, _ body: (borrowing Value) -> R) -> R? {
+        guard let slots, let i = index(of: key) else { return nil }
+        return body(slots[i].value)
+    }
+
     /// Stores `value` under `key`, replacing what was there.
     mutating func set(_ key: UInt64, _ value: Value) {
-        let needed = Self.slotsNeeded(for: count + 1)
-        if slots == nil || needed > capacity {
-            resize(to: max(needed, Self.slotsNeeded(for: reserved)))
+        // Full past three quarters (`slotsNeeded` asked only then: it doubles its way up from
+        // 8, ~20 steps for a table of a million).
+        if slots == nil || count + 1 > (mask + 1) / 4 * 3 {
+            resize(to: max(Self.slotsNeeded(for: count + 1), Self.slotsNeeded(for: reserved)))
         } else {
             makeUnique()
         }
@@ -153,8 +162,16 @@ struct SlotTable<Value>: @unchecked Sendable {
         return removed
     }
 
-    /// Calls `body` with every value, in slot order.
-    func forEach(_ body: (Value) -> Void) {
+    /// What `body` makes of `key`'s value, changed in place; nil if `key` is absent.
+    @inline(__always) mutating func withMutableValue<R>(_ key: UInt64, _ body: (inout Value) -> R) -> R? {
+        guard let i = index(of: key) else { return nil }
+        makeUnique()  // a copy keeps every entry at its index
+        guard let slots else { return nil }
+        return body(&slots[i].value)
+    }
+
+    /// Calls `body` with every value, in slot order, lent in place (see `withValue`).
+    func forEach(_ body: (borrowing Value) -> Void) {
         guard let slots, let control else { return }
         for i in 0...mask where control[i] != 0 { body(slots[i].value) }
     }

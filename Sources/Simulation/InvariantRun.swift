@@ -121,7 +121,7 @@ extension Simulator {
         let world = InvariantChecker.World(
             honestReplicas: (0..<replicaCount).filter { !faults.isByzantine($0) },
             storedRecords: { [replicas] i, visit in replicas[i].durable.store.forEach(visit) },
-            holds: { [replicas] i, key in replicas[i].durable.store[key] != nil },
+            holds: { [replicas] i, key in replicas[i].durable.store.contains(key) },
             honestPayments: { [records, bound = LivenessBound(self)] visit in
                 for r in records where r.isHonest && (attackers.isEmpty || !attackers.contains(Int(r.payer))) {
                     visit((key: r.key, issued: r.started, certified: r.certified, bound: bound(start: r.started)))

@@ -289,7 +289,7 @@ final class InvariantChecker {
         var honestReplicas: [Int]
         /// One honest replica's stored records, in no particular order. Asked for one replica at a time:
         /// every store at once is ten million records in a million-payment run.
-        var storedRecords: (_ replica: Int, _ visit: (StoredRecord) -> Void) -> Void
+        var storedRecords: (_ replica: Int, _ visit: (borrowing StoredRecord) -> Void) -> Void
         /// Whether an honest replica stores a key (L3).
         var holds: (Int, Digest) -> Bool
         /// Calls its argument with each honest payment, in issue order: a visitor, not an array
@@ -314,7 +314,7 @@ final class InvariantChecker {
     /// certificate: the smallest such key. A function of the stores alone, so the partitions of
     /// a partitioned run each check their own replicas, at once.
     static func invalidStores(context: ProtocolContext, replicas: [Int],
-                              storedRecords: (_ replica: Int, _ visit: (StoredRecord) -> Void) -> Void) -> [(replica: Int, key: Digest)] {
+                              storedRecords: (_ replica: Int, _ visit: (borrowing StoredRecord) -> Void) -> Void) -> [(replica: Int, key: Digest)] {
         var findings = [(replica: Int, key: Digest)]()
         let checkMeter = CryptoMeter(context.verifier)
         // The members of a shard store the same record objects: each is verified once while its

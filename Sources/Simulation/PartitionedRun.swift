@@ -579,7 +579,7 @@ public final class PartitionedRun: SystemRun {
         let world = InvariantChecker.World(
             honestReplicas: Array(0..<replicaCount),
             storedRecords: { i, visit in sims[Int(owner[i])].replicas[i].durable.store.forEach(visit) },
-            holds: { i, key in sims[Int(owner[i])].replicas[i].durable.store[key] != nil },
+            holds: { i, key in sims[Int(owner[i])].replicas[i].durable.store.contains(key) },
             honestPayments: { visit in
                 for (part, index) in order {
                     let r = sims[Int(part)].records[Int(index)]

@@ -688,7 +688,7 @@ final class RejectingVerifier: SignatureVerifier {
         }
         for key in model.keys { #expect(table[key] == model[key]) }
         var seen = [Int]()
-        table.forEach { seen.append($0) }
+        table.forEach { seen.append(copy $0) }
         #expect(seen.sorted() == model.values.sorted())
         #expect(table.capacity >= table.count * 4 / 3)
         if let (copy, old) = snapshot {

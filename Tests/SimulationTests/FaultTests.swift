@@ -139,11 +139,11 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         let (good, bad) = try #require(pair)
         var world = base
         world.honestReplicas = [0]
-        world.storedRecords = { _, visit in [good].forEach(visit) }
+        world.storedRecords = { _, visit in [good].forEach { visit($0) } }
         #expect(fails(sim, world).isEmpty)
-        world.storedRecords = { _, visit in [good, bad].forEach(visit) }
+        world.storedRecords = { _, visit in [good, bad].forEach { visit($0) } }
         #expect(fails(sim, world) == ["S9"])
-        world.storedRecords = { _, visit in [bad, good].forEach(visit) }
+        world.storedRecords = { _, visit in [bad, good].forEach { visit($0) } }
         #expect(fails(sim, world) == ["S9"])
     }
 
@@ -165,7 +165,7 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         func flagged(_ stores: [[StoredRecord]]) -> [String] {
             var world = base
             world.honestReplicas = Array(stores.indices)
-            world.storedRecords = { stores[$0].forEach($1) }
+            world.storedRecords = { i, visit in stores[i].forEach { visit($0) } }
             let checker = InvariantChecker(context: sim.context)
             return checker.finish(world).filter { $0.invariant == "S9" }.map(\.detail).sorted()
         }
