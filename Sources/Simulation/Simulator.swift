@@ -349,8 +349,17 @@ public final class Simulator {
             if i < b.count, let base = b.baseAddress { quorumcoin_prefetch(base + i) }
         }
         if i < replicaCount {
+            // The whole replica (240 bytes, four or five lines): its store's and open keys' tables
+            // sit 80 to 144 bytes in, past the first line, and every message reads them.
             replicas.withUnsafeBufferPointer { b in
-                if let base = b.baseAddress { quorumcoin_prefetch(base + i) }
+                guard let base = b.baseAddress else { return }
+                let start = UnsafeRawPointer(base + i), end = UnsafeRawPointer(base + i + 1)
+                var line = start
+                while line < end {
+                    quorumcoin_prefetch(line)
+                    line += 64
+                }
+                quorumcoin_prefetch(end - 1)
             }
         } else {
             principals.withUnsafeBufferPointer { b in
