@@ -22,13 +22,13 @@ final class InvariantChecker {
     private var paymentList: [(record: CertifiedPayment, seen: UInt64)] = []
     /// ...and each one's position there (4 bytes per key: the end-of-run checks name outputs by
     /// their parent's position, not its 32-byte key).
-    private var paymentIndex: [Digest: Int32] = [:]
+    private var paymentIndex = DigestMap<Int32>()
     /// The first spender certified for each redeem key, and the second where one was (S1).
-    private var redeemSpender: [Digest: Digest] = [:]
+    private var redeemSpender = DigestMap<Digest>()
     private var secondSpender: [Digest: Digest] = [:]
     /// Votes sent by replicas counted honest, per redeem key: the first value voted for and who
     /// voted for it (one entry per key rather than per vote: the largest table of a big run)...
-    private var firstVotes: [Digest: FirstVote] = [:]
+    private var firstVotes = DigestMap<FirstVote>()
     /// ...and, under attack only, votes for any other value: (replica, key) → value hash.
     private var otherVotes: [VoteKey: Digest] = [:]
     /// Payments each honest principal accepted.
@@ -105,7 +105,7 @@ final class InvariantChecker {
     }
 
     struct Verified: VerifiedPayments {
-        let payments: [Digest: Int32]
+        let payments: DigestMap<Int32>
         var unrecorded: Set<Digest>
         func isVerified(_ key: Digest) -> Bool { payments[key] != nil || unrecorded.contains(key) }
         mutating func markVerified(_ key: Digest) { if payments[key] == nil { unrecorded.insert(key) } }
@@ -213,7 +213,7 @@ final class InvariantChecker {
                     redeemSpender[r.key] = spender
                 }
             }
-            if let parent = certified(r.redeem.input.parentKey)?.record.payment ?? genesisPayment(r.redeem.input.parentKey) {
+            if let parent = certifiedPayment(r.redeem.input.parentKey) ?? genesisPayment(r.redeem.input.parentKey) {
                 claim(r.redeem, parent: parent)
             }
         }
@@ -228,8 +228,10 @@ final class InvariantChecker {
 
     private func genesisPayment(_ key: Digest) -> Payment? { genesisIndex[key].map { context.genesis.payments[$0] } }
 
-    private func certified(_ key: Digest) -> (record: CertifiedPayment, seen: UInt64)? {
-        paymentIndex[key].map { paymentList[Int($0)] }
+    /// The certified payment of `key`, if one was seen: the payment alone (a whole entry copied
+    /// out would retain its certificate too, a cold object the checks never read).
+    private func certifiedPayment(_ key: Digest) -> Payment? {
+        paymentIndex[key].map { paymentList[Int($0)].record.payment }
     }
 
     /// An output as the end-of-run checks name it: by its parent's position in `paymentList`
@@ -355,12 +357,16 @@ final class InvariantChecker {
         // S1 for payments holds by construction (K is the hash of the value); S2: one spender per output.
         // Spenders as positions in paymentList: this runs at the run's memory peak, so the map
         // is sized once and kept small.
-        var spentBy = SpendMap(capacity: paymentList.reduce(0) { $0 + $1.record.payment.inputs.count })
+        var inputs = 0
+        for position in paymentList.indices { inputs += paymentList[position].record.payment.inputs.count }
+        var spentBy = SpendMap(capacity: inputs)
         var fees: [UInt64] = []
         /// Certified payments that break S4, S5, S6 or S7 themselves.
         var invalid = Set<Digest>()
-        for (position, (record, seen)) in paymentList.enumerated() {
-            let p = record.payment, key = record.key
+        // By index, each field read where it lies: an entry copied out retains its payment's
+        // certificate, a cold line per payment that no check here reads.
+        for position in paymentList.indices {
+            let p = paymentList[position].record.payment, seen = paymentList[position].seen, key = p.key
             if genesis.contains(key) { continue }
             let before = violations.count
             defer { if violations[before...].contains(where: { $0.invariant != "S2" }) { invalid.insert(key) } }
@@ -374,7 +380,7 @@ final class InvariantChecker {
                 } else {
                     spentBy[spent] = Int32(truncatingIfNeeded: position)
                 }
-                guard let parent = certified(input.parentKey)?.record.payment ?? genesisPayment(input.parentKey) else {
+                guard let parent = certifiedPayment(input.parentKey) ?? genesisPayment(input.parentKey) else {
                     violate("S7", seen, "certified payment \(key) spends \(input) whose parent is not certified", once: "S7\(key)")
                     continue
                 }
@@ -413,8 +419,8 @@ final class InvariantChecker {
         // not depend on the order.)
         var unspent = [UInt64]()
         var overflow = false
-        for (position, entry) in paymentList.enumerated() {
-            for (i, o) in entry.record.payment.outputs.enumerated() where spentBy[.known(parent: position, index: UInt32(i))] == nil {
+        for position in paymentList.indices {
+            for (i, o) in paymentList[position].record.payment.outputs.enumerated() where spentBy[.known(parent: position, index: UInt32(i))] == nil {
                 unspent.append(o.amount)
             }
         }
@@ -432,16 +438,19 @@ final class InvariantChecker {
             violate("S3", world.end, "unspent + fees = \(overflow ? "overflow" : String(total)), genesis supply = \(genesis.supply)")
         }
         // S8: honest readers accept only valid, certified, non-conflicting payments.
-        var acceptedSpends = SpendMap(capacity: accepted.reduce(0) { $0 + $1.record.payment.inputs.count })  // positions in accepted
-        for (position, a) in accepted.enumerated() {
-            let key = a.record.key
+        var acceptedInputs = 0
+        for position in accepted.indices { acceptedInputs += accepted[position].record.payment.inputs.count }
+        var acceptedSpends = SpendMap(capacity: acceptedInputs)  // positions in accepted
+        for position in accepted.indices {
+            let a = (principal: accepted[position].principal, payment: accepted[position].record.payment, time: accepted[position].time)
+            let key = a.payment.key
             if paymentIndex[key] == nil && !genesis.contains(key) {
                 violate("S8", a.time, "principal \(a.principal) accepted payment \(key) without a valid certificate")
             }
             if tainted.contains(key) {
                 violate("S8", a.time, "principal \(a.principal) accepted payment \(key), which is invalid or has an invalid ancestor", once: "S8i\(key)")
             }
-            for input in a.record.payment.inputs {
+            for input in a.payment.inputs {
                 let spent = output(input)
                 if let other = acceptedSpends[spent].map({ accepted[Int($0)].record.key }), other != key {
                     violate("S8", a.time, "honest payees accepted \(other) and \(key), both spending \(input)", once: "S8d\(input)")
@@ -519,19 +528,32 @@ extension InvariantChecker {
         let total = parts.reduce(0) { $0 + $1.paymentList.count }
         merged.paymentList.reserveCapacity(total)
         merged.paymentIndex.reserveCapacity(total)
-        for (list, index) in mergeOrder(parts.map(\.paymentList.count), by: { parts[$0].paymentList[$1].seen }) {
-            let entry = parts[list].paymentList[index]
-            guard merged.paymentIndex[entry.record.key] == nil else { continue }
-            merged.paymentIndex[entry.record.key] = Int32(truncatingIfNeeded: merged.paymentList.count)
-            merged.paymentList.append(entry)
+        // Each entry kept is moved out of its partition's list, a copy of another entry left in
+        // its place: copied, it would be retained (its payment and certificate) and released
+        // again with the list, four cold lines per payment at a million payments.
+        let order = mergeOrder(parts.map(\.paymentList.count), by: { parts[$0].paymentList[$1].seen })
+        var lists = parts.map { part in
+            defer { part.paymentList = [] }
+            return part.paymentList
         }
+        if let filler = lists.first(where: { !$0.isEmpty })?.first {
+            for (list, index) in order {
+                lists[list].withUnsafeMutableBufferPointer { entries in
+                    guard let at = entries.baseAddress.map({ $0 + index }),
+                          merged.paymentIndex[at.pointee.record.key] == nil else { return }
+                    merged.paymentIndex[at.pointee.record.key] = Int32(truncatingIfNeeded: merged.paymentList.count)
+                    merged.paymentList.append(at.move())
+                    at.initialize(to: filler)
+                }
+            }
+        }
+        lists = []
         for part in parts {
-            part.paymentList = []
-            part.paymentIndex = [:]
-            part.firstVotes = [:]
+            part.paymentIndex = DigestMap()
+            part.firstVotes = DigestMap()
             part.otherVotes = [:]
             part.moreVoters = []
-            part.redeemSpender = [:]
+            part.redeemSpender = DigestMap()
             part.secondSpender = [:]
         }
         let accepted = mergeOrder(parts.map(\.accepted.count), by: { parts[$0].accepted[$1].time })

@@ -664,6 +664,37 @@ final class RejectingVerifier: SignatureVerifier {
     /// Against a `Dictionary` under random insertions, replacements and removals of keys drawn
     /// from a small range (long probe runs, removals inside them, key 0), through growth; a copy
     /// taken midway keeps its contents while the original changes.
+    /// A `DigestMap` against a `Dictionary` under random insertions, replacements, removals and
+    /// lookups, its prefix narrowed to 2 bits so that most keys share their prefix with another
+    /// (the collision table in use, and keys moving between the two as holders are removed).
+    @Test(arguments: [UInt64.max, 0xC000_0000_0000_0000]) func digestMapMatchesADictionary(prefixMask: UInt64) {
+        var map = DigestMap<Int>(prefixMask: prefixMask)
+        var model = [Digest: Int]()
+        var random = DeterministicRandom(seed: 11, stream: "digest-map")
+        let keys = (0..<200).map { Digest(word: UInt64($0) &* 0x9E37_79B9_7F4A_7C15) }
+        for step in 0..<10_000 {
+            let key = keys[random.uniform(below: keys.count)]
+            switch random.uniform(below: 3 as Int) {
+            case 0:
+                map[key] = step
+                model[key] = step
+            case 1:
+                map[key] = nil
+                model[key] = nil
+            default:
+                #expect(map[key] == model[key])
+            }
+            #expect(map.count == model.count)
+        }
+        for key in keys { #expect(map[key] == model[key]) }
+        var seen = [Digest: Int]()
+        map.forEach { key, value in
+            #expect(seen[key] == nil)
+            seen[key] = value
+        }
+        #expect(seen == model)
+    }
+
     @Test(arguments: [0, 40]) func matchesADictionary(reserved: Int) {
         var table = SlotTable<Int>()
         table.reserveCapacity(reserved)

@@ -1,0 +1,62 @@
+import QuorumCrypto
+
+/// A map keyed by digests (uniformly distributed 32-byte values): a `SlotTable` by the key's
+/// first 8 bytes, the whole key kept in the slot and checked. A lookup mixes 8 bytes and reads a
+/// control line and one slot, where a `Dictionary` hashes all 32 bytes (SipHash) and reads a
+/// bitmap word, a key and a value from three arrays: in a large run's tables of a million keys,
+/// each a cache miss. A key whose first 8 bytes match a held key's (never by chance at
+/// simulation sizes; keys may be crafted to) goes to a `Dictionary` beside it, so a collision
+/// costs a second probe, never a wrong answer. Iteration order is unspecified: sort before it
+/// reaches an output.
+public struct DigestMap<Value> {
+    private var primary = SlotTable<(key: Digest, value: Value)>()
+    private var colliding = [Digest: Value]()
+    /// Bits of the prefix used (all; tests narrow it to force collisions).
+    private let prefixMask: UInt64
+
+    public init() { prefixMask = .max }
+    init(prefixMask: UInt64) { self.prefixMask = prefixMask }
+
+    @inline(__always) private func prefix(_ key: Digest) -> UInt64 { key.prefix64 & prefixMask }
+
+    public var count: Int { primary.count + colliding.count }
+    public var isEmpty: Bool { count == 0 }
+
+    /// Makes room for `count` keys (allocated at the first insertion).
+    public mutating func reserveCapacity(_ count: Int) { primary.reserveCapacity(count) }
+
+    public subscript(key: Digest) -> Value? {
+        get {
+            // Held in `primary` (the slot's key is this key), or else perhaps in `colliding`.
+            if case let value?? = primary.withValue(prefix(key), { $0.key == key ? Optional.some($0.value) : nil }) { return value }
+            return colliding.isEmpty ? nil : colliding[key]
+        }
+        set {
+            let slot = prefix(key)
+            // A held key's value is replaced in place (one probe); a new key is probed for again.
+            let held = primary.withMutableValue(slot) { entry -> Bool in
+                guard entry.key == key else { return false }
+                if let newValue { entry.value = newValue }
+                return true
+            }
+            switch held {
+            case true?:
+                if newValue == nil { primary.remove(slot) }
+            case false?:
+                colliding[key] = newValue
+            case nil:
+                if !colliding.isEmpty, colliding[key] != nil {
+                    colliding[key] = newValue
+                } else if let newValue {
+                    primary.set(slot, (key, newValue))
+                }
+            }
+        }
+    }
+
+    /// Calls `body` with every key and value, in no particular order.
+    public func forEach(_ body: (Digest, Value) -> Void) {
+        primary.forEach { entry in body(entry.key, entry.value) }
+        for (key, value) in colliding { body(key, value) }
+    }
+}
