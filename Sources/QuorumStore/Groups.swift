@@ -55,13 +55,10 @@ public final class GroupAssignment {
     public let groupSize: Int
     // Read on most protocol steps: no dynamic exclusivity check (accessed only inside
     // `group(of:)`, which never overlaps itself).
-    // The memo by the key's first 8 bytes (keys are uniformly distributed), the whole key kept
-    // and checked: a `SlotTable` lookup reads a control line and one slot where a `Dictionary`
-    // read its header, bitmap, key and value, on ~30 lookups per payment in a large run. A key
-    // sharing its first 8 bytes with a memoized one (crafted, never by chance at simulation
-    // sizes) is memoized in `cacheOverflow`.
-    @exclusivity(unchecked) private var cache = SlotTable<(key: PublicKey, group: Group)>()
-    @exclusivity(unchecked) private var cacheOverflow: [PublicKey: Group] = [:]
+    // A `DigestMap` by the key's bytes (keys are uniformly distributed): a lookup reads a control
+    // line and one slot where a `Dictionary` read its header, bitmap, key and value, on ~30
+    // lookups per payment in a large run.
+    @exclusivity(unchecked) private var cache = DigestMap<Group>()
     /// Every shard in `partitioned` mode, built once: principals of one shard share its member
     /// array instead of each holding a copy.
     private var shards: [Group] = []
@@ -97,12 +94,7 @@ public final class GroupAssignment {
 
     /// G(p).
     public func group(of principal: PublicKey) -> Group {
-        let prefix = principal.raw.prefix64
-        let memo = cache[prefix]
-        if let memo {
-            if memo.key == principal { return memo.group }
-            if let known = cacheOverflow[principal] { return known }
-        }
+        if let known = cache[principal.raw] { return known }
         let group: Group
         switch mode {
         case .partitioned:
@@ -125,7 +117,7 @@ public final class GroupAssignment {
             }
             group = Group(id: GroupID(raw: seed.prefix64), members: members)
         }
-        if memo == nil { cache.set(prefix, (principal, group)) } else { cacheOverflow[principal] = group }
+        cache[principal.raw] = group
         return group
     }
 
