@@ -28,10 +28,7 @@ public struct RecordStore: Sendable {
     public var isEmpty: Bool { primary.isEmpty && colliding.isEmpty }
 
     /// The record stored under `key`, if any.
-    public subscript(key: Digest) -> StoredRecord? {
-        if let record = primary[prefix(key)], record.key == key { return record }
-        return colliding.isEmpty ? nil : colliding[key]
-    }
+    public subscript(key: Digest) -> StoredRecord? { withRecord(key) { copy $0 } }
 
     /// What `body` makes of the record stored under `key`, lent in place (not copied: a copy
     /// retains the record and its certificate, loading both, where a caller asking whether a
@@ -66,8 +63,8 @@ public struct RecordStore: Sendable {
     public mutating func insert(_ record: StoredRecord) {
         let key = record.key
         let slot = prefix(key)
-        if let held = primary[slot] {
-            if held.key == key { primary.set(slot, record) } else { colliding[key] = record }
+        if let ours = primary.withValue(slot, { $0.key == key }) {
+            if ours { primary.set(slot, record) } else { colliding[key] = record }
         } else if !colliding.isEmpty, colliding[key] != nil {
             colliding[key] = record
         } else {
@@ -78,7 +75,7 @@ public struct RecordStore: Sendable {
     /// Removes the record stored under `key`, if any.
     public mutating func remove(_ key: Digest) {
         let slot = prefix(key)
-        if let held = primary[slot], held.key == key { primary.remove(slot) } else { colliding[key] = nil }
+        if primary.withValue(slot, { $0.key == key }) == true { primary.remove(slot) } else { colliding[key] = nil }
     }
 
     /// Every record, in no particular order.

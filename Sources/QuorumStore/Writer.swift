@@ -285,4 +285,3 @@ struct MemberSet {
         return true
     }
 }
-
