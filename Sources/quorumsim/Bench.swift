@@ -150,9 +150,15 @@ struct Bench: ParsableCommand {
             }
         }
         print("\nscale (\(scaleScenario), engine.partitions \(scenario.engine.partitions): \(rounds == 1 ? "one run per point" : "median of \(rounds) interleaved rounds"))")
-        print("  payments     wall s   range s        user+kernel s   peak MiB   time ×prev   payments/s   events/s")
+        print("  payments     wall s   range s        user+kernel s   peak MiB   time ×prev   payments/s   events/s   events/payment")
         var previous: Double?
         var worstRatio: Double?
+        // The same steps in wall time per event: a payment's work grows with the run (wallets
+        // spend their oldest coins first, and later coins are more often small received ones, so
+        // later payments have more inputs, each a redeem record to certify). This ratio leaves
+        // that out: how much slower the simulator runs an event when the run is twice as long.
+        var previousPerEvent: Double?
+        var worstPerEvent: Double?
         var first: (payments: Int, peak: Double, wall: Double)?
         var last: (wall: Double, peak: Double)?
         for (payments, all) in zip(points, runs) {
@@ -166,8 +172,11 @@ struct Bench: ParsableCommand {
             print(String(format: "  %-12d %-8.1f ", payments, r.wall) + pad(String(format: "%.1f–%.1f", low, high), 14)
                   + pad(String(format: " %.1f+%.1f", r.user, r.system), 16)
                   + String(format: " %-10.0f ", peak) + pad(ratio.map { String(format: "%.2f", $0) } ?? "-", 12)
-                  + String(format: " %-12.0f %.0f", Double(payments) / r.wall, r.eventsPerSecond))
+                  + String(format: " %-12.0f %-10.0f %.1f", Double(payments) / r.wall, r.eventsPerSecond, r.events / Double(payments)))
             previous = r.wall
+            let perEvent = r.events > 0 ? r.wall / r.events : nil
+            if let perEvent, let before = previousPerEvent { worstPerEvent = max(worstPerEvent ?? 0, 2 * perEvent / before) }
+            previousPerEvent = perEvent
             last = (r.wall, peak)
             if let f = first, payments > f.payments {
                 print(String(format: "    memory per payment since %d: %.2f KiB", f.payments, (peak - f.peak) * 1024 / Double(payments - f.payments)))
@@ -177,6 +186,9 @@ struct Bench: ParsableCommand {
         }
         if let worstRatio {
             print(row("doubling cost, worst step", String(format: "%.2f×", worstRatio), target: "≤ 2.2×", ok: worstRatio <= 2.2))
+        }
+        if let worstPerEvent {
+            print(row("  the same, per event", String(format: "%.2f× worst step (events counted, not payments)", worstPerEvent)))
         }
         // The whole curve's growth as a rate per doubling (a step's ratio also carries the noise
         // of its two points; this one only that of the ends).
@@ -200,6 +212,8 @@ struct Bench: ParsableCommand {
         var setup: Double, checks: Double
         /// A partitioned run's wall seconds each partition was blocked waiting for the others.
         var partitionWaits: [Double] = []
+        /// Events the run simulated (summary.json).
+        var events: Double = 0
     }
 
     /// Runs `scenario` in a child `quorumsim run` and reads its wall.json.
@@ -224,10 +238,13 @@ struct Bench: ParsableCommand {
             throw ValidationError("bench child run failed (status \(process.terminationStatus))")
         }
         func number(_ key: String) -> Double { (json[key] as? NSNumber)?.doubleValue ?? 0 }
+        let summary = FileManager.default.contents(atPath: dir.appendingPathComponent("out/summary.json").path)
+            .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
         return ChildRun(wall: number("wall_s"), user: number("cpu_user_s"), system: number("cpu_sys_s"),
                         peakMiB: number("peak_rss_mib"), eventsPerSecond: number("events_per_s"), heapMiB: number("heap_at_end_mib"),
                         setup: number("setup_s"), checks: number("checks_s"),
-                        partitionWaits: (json["partition_wait_s"] as? [NSNumber])?.map(\.doubleValue) ?? [])
+                        partitionWaits: (json["partition_wait_s"] as? [NSNumber])?.map(\.doubleValue) ?? [],
+                        events: (summary?["events"] as? NSNumber)?.doubleValue ?? 0)
     }
 
     private func median(_ body: () -> Void) -> Double {
