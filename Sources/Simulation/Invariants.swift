@@ -1,3 +1,4 @@
+import CHeap
 import QuorumCrypto
 import QuorumLedger
 import QuorumStore
@@ -33,6 +34,12 @@ final class InvariantChecker {
     private var otherVotes: [VoteKey: Digest] = [:]
     /// Payments each honest principal accepted.
     private var accepted: [(principal: Int, record: CertifiedPayment, time: UInt64)] = []
+    /// Inputs of the payments in `paymentList` and in `accepted` (after a merge, of the parts'
+    /// lists: an upper bound), counted as each is added, while its payment is in cache: the
+    /// end-of-run checks size their spend maps by them, where a pass over a million payments
+    /// to count them loaded two cold lines each.
+    private var listedInputs = 0
+    private var acceptedInputs = 0
     private var reads: [Digest: [(start: UInt64, end: UInt64, found: Bool)]] = [:]
     /// Per (redeem key, spender): the certified redeem record as first seen, and whether a redeem
     /// duly signed by its owner was seen (one table for both: the claims are the same keys).
@@ -194,6 +201,7 @@ final class InvariantChecker {
             guard paymentIndex[p.key] == nil, verifying({ (try? context.verify(p, meter: meter, verified: &$0)) != nil }) else { return }
             paymentIndex[p.key] = Int32(truncatingIfNeeded: paymentList.count)
             paymentList.append((p, time))
+            listedInputs += p.payment.inputs.count
             if !verifiedUnrecorded.isEmpty { verifiedUnrecorded.remove(p.key) }
         case let .redeem(r):
             let fact = RedeemClaim(input: r.redeem.input, spender: r.redeem.spender)
@@ -275,6 +283,7 @@ final class InvariantChecker {
 
     func observeAccepted(principal: Int, record: CertifiedPayment, at time: UInt64) {
         accepted.append((principal, record, time))
+        acceptedInputs += record.payment.inputs.count
     }
 
     func observeRead(key: Digest, start: UInt64, end: UInt64, found: Bool) {
@@ -357,17 +366,25 @@ final class InvariantChecker {
         // S1 for payments holds by construction (K is the hash of the value); S2: one spender per output.
         // Spenders as positions in paymentList: this runs at the run's memory peak, so the map
         // is sized once and kept small.
-        var inputs = 0
-        for position in paymentList.indices { inputs += paymentList[position].record.payment.inputs.count }
-        var spentBy = SpendMap(capacity: inputs)
-        var fees: [UInt64] = []
+        var spentBy = SpendMap(capacity: listedInputs)
         /// Certified payments that break S4, S5, S6 or S7 themselves.
         var invalid = Set<Digest>()
+        // S3's terms, summed in this same pass (a second pass over a million payments loaded
+        // each one's object and outputs again, cold): every certified payment's outputs, each
+        // output spent as its spender is first listed, the fees. Exact in 128 bits, where no
+        // sum of these overflows, so it overflows UInt64 exactly when a sum of the unspent
+        // outputs and the fees, in any order, would.
+        var outputsTotal: UInt128 = 0, spentTotal: UInt128 = 0, feesTotal: UInt128 = 0
+        func sum(_ outputs: [QuorumLedger.Output]) -> UInt128 { outputs.reduce(0) { $0 + UInt128($1.amount) } }
         // By index, each field read where it lies: an entry copied out retains its payment's
         // certificate, a cold line per payment that no check here reads.
         for position in paymentList.indices {
+            prefetchListed(position)
             let p = paymentList[position].record.payment, seen = paymentList[position].seen, key = p.key
-            if genesis.contains(key) { continue }
+            if genesis.contains(key) {
+                outputsTotal += sum(p.outputs)
+                continue
+            }
             let before = violations.count
             defer { if violations[before...].contains(where: { $0.invariant != "S2" }) { invalid.insert(key) } }
             if p.inputs.isEmpty { violate("S6", seen, "zero-input payment \(key) certified outside genesis") }
@@ -375,7 +392,8 @@ final class InvariantChecker {
             var totalIn: UInt64? = 0
             for input in p.inputs {
                 let spent = output(input)
-                if let other = spentBy[spent].map({ paymentList[Int($0)].record.key }), other != key {
+                let spender = spentBy[spent]
+                if let other = spender.map({ paymentList[Int($0)].record.key }), other != key {
                     violate("S2", seen, "output \(input) spent by certified payments \(other) and \(key)")
                 } else {
                     spentBy[spent] = Int32(truncatingIfNeeded: position)
@@ -389,6 +407,7 @@ final class InvariantChecker {
                     continue
                 }
                 let output = parent.outputs[Int(input.index)]
+                if spender == nil { spentTotal += UInt128(output.amount) }
                 if output.owner != p.payer { violate("S5", seen, "certified payment \(key) spends \(input) owned by someone else") }
                 if !signedClaim(RedeemClaim(input: input, spender: key)) {
                     violate("S5", seen, "no redeem signed by the owner names \(key) for input \(input)", once: "S5r\(key)")
@@ -399,7 +418,8 @@ final class InvariantChecker {
             if totalIn == nil || totalOut == nil || totalIn != totalOut || p.outputs.contains(where: { $0.amount == 0 }) {
                 violate("S4", seen, "certified payment \(key) is unbalanced (in \(totalIn.map(String.init) ?? "overflow"), out+fee \(totalOut.map(String.init) ?? "overflow"))")
             }
-            fees.append(p.body.fee)
+            outputsTotal += sum(p.outputs)
+            feesTotal += UInt128(p.body.fee)
         }
         // S7: no certified payment has an invalid ancestor (one breaking S4, S5 or S6, or missing).
         var tainted = invalid
@@ -414,34 +434,21 @@ final class InvariantChecker {
                 }
             }
         }
-        // S3: unspent outputs + burned fees == genesis supply.
-        // (Summed in first-seen order: whether a UInt64 sum of non-negative terms overflows does
-        // not depend on the order.)
-        var unspent = [UInt64]()
-        var overflow = false
-        for position in paymentList.indices {
-            for (i, o) in paymentList[position].record.payment.outputs.enumerated() where spentBy[.known(parent: position, index: UInt32(i))] == nil {
-                unspent.append(o.amount)
-            }
-        }
-        for g in genesis.payments where paymentIndex[g.key] == nil {
-            guard let position = genesisIndex[g.key].map({ paymentList.count + $0 }) else { continue }
-            for (i, o) in g.outputs.enumerated() where spentBy[.known(parent: position, index: UInt32(i))] == nil { unspent.append(o.amount) }
-        }
-        var total: UInt64 = 0
-        for v in unspent + fees {
-            let (s, o) = total.addingReportingOverflow(v)
-            overflow = overflow || o
-            total = s
-        }
+        // S3: unspent outputs + burned fees == genesis supply. Unspent: the outputs of every
+        // certified payment and of every genesis payment not among them, less each output a
+        // listed spender spends (subtracted once, by its first spender, and only if it exists:
+        // the outputs an S7 violation names are in no total).
+        for g in genesis.payments where paymentIndex[g.key] == nil { outputsTotal += sum(g.outputs) }
+        let exact = outputsTotal - spentTotal + feesTotal
+        let overflow = exact > UInt128(UInt64.max)
+        let total = UInt64(truncatingIfNeeded: exact)
         if overflow || total != genesis.supply {
             violate("S3", world.end, "unspent + fees = \(overflow ? "overflow" : String(total)), genesis supply = \(genesis.supply)")
         }
         // S8: honest readers accept only valid, certified, non-conflicting payments.
-        var acceptedInputs = 0
-        for position in accepted.indices { acceptedInputs += accepted[position].record.payment.inputs.count }
         var acceptedSpends = SpendMap(capacity: acceptedInputs)  // positions in accepted
         for position in accepted.indices {
+            prefetchAccepted(position)
             let a = (principal: accepted[position].principal, payment: accepted[position].record.payment, time: accepted[position].time)
             let key = a.payment.key
             if paymentIndex[key] == nil && !genesis.contains(key) {
@@ -511,6 +518,57 @@ final class InvariantChecker {
 }
 
 extension InvariantChecker {
+    /// Hints for the end-of-run passes over every certified and every accepted payment: a
+    /// million payment objects, scattered over gigabytes, each read once, for which the loop
+    /// stalled in turn. The payment `ahead` entries on starts loading (its object's three
+    /// lines: key, payer, input and output arrays), and the one half as far on, whose object
+    /// that hint brought in, its input and output arrays. Hints only: a wrong address costs a
+    /// wasted prefetch, never a fault or a result (nothing read here is retained or decided on).
+    static let hintDistance = 12
+
+    @inline(__always) private func prefetchListed(_ position: Int) {
+        paymentList.withUnsafeBufferPointer { b in
+            guard let base = b.baseAddress else { return }
+            InvariantChecker.prefetchPayment(of: b, base: UnsafeRawPointer(base), position, recordAt: 0)
+        }
+    }
+
+    @inline(__always) private func prefetchAccepted(_ position: Int) {
+        accepted.withUnsafeBufferPointer { b in
+            guard let base = b.baseAddress else { return }
+            InvariantChecker.prefetchPayment(of: b, base: UnsafeRawPointer(base), position,
+                                             recordAt: InvariantChecker.acceptedRecordOffset)
+        }
+    }
+
+    /// Where an `accepted` entry keeps its record (after the principal).
+    static let acceptedRecordOffset = MemoryLayout<Int>.stride
+
+    /// A payment object's input and output arrays: its stored fields start after the 16-byte
+    /// object header, the body first.
+    static let paymentInputsOffset = 16 + (MemoryLayout<PaymentBody>.offset(of: \PaymentBody.inputs) ?? 0)
+    static let paymentOutputsOffset = 16 + (MemoryLayout<PaymentBody>.offset(of: \PaymentBody.outputs) ?? 0)
+    static let certifiedPaymentOffset = MemoryLayout<CertifiedPayment>.offset(of: \CertifiedPayment.payment) ?? 0
+
+    /// The payment object of entry `index` of a list whose entries hold a `CertifiedPayment` at
+    /// `recordAt`, read as an address (not retained); nil past the end.
+    @inline(__always) static func listedPayment<T>(_ b: UnsafeBufferPointer<T>, base: UnsafeRawPointer, _ index: Int, recordAt: Int) -> UnsafeRawPointer? {
+        guard index < b.count else { return nil }
+        return referencedObject(base + index * MemoryLayout<T>.stride, recordAt + certifiedPaymentOffset)
+    }
+
+    @inline(__always) private static func prefetchPayment<T>(of b: UnsafeBufferPointer<T>, base: UnsafeRawPointer, _ position: Int, recordAt: Int) {
+        if let far = listedPayment(b, base: base, position + hintDistance, recordAt: recordAt) {
+            quorumcoin_prefetch(far)
+            quorumcoin_prefetch(far + 64)
+            quorumcoin_prefetch(far + 128)
+        }
+        if let near = listedPayment(b, base: base, position + hintDistance / 2, recordAt: recordAt) {
+            if let inputs = referencedObject(near, paymentInputsOffset) { quorumcoin_prefetch(inputs) }
+            if let outputs = referencedObject(near, paymentOutputsOffset) { quorumcoin_prefetch(outputs) }
+        }
+    }
+
     /// Whether a redeem naming `claim.spender` duly signed by its owner was seen.
     private func signedClaim(_ claim: RedeemClaim) -> Bool {
         if claims[claim]?.signed == true { return true }
@@ -537,7 +595,19 @@ extension InvariantChecker {
             return part.paymentList
         }
         if let filler = lists.first(where: { !$0.isEmpty })?.first {
-            for (list, index) in order {
+            for (j, (list, index)) in order.enumerated() {
+                // The key read below is in the entry's payment object, cold: start loading the
+                // one `hintDistance` entries on (a hint, as in the end-of-run passes).
+                if j + hintDistance < order.count {
+                    let (aheadList, aheadIndex) = order[j + hintDistance]
+                    lists[aheadList].withUnsafeBufferPointer { b in
+                        guard let base = b.baseAddress,
+                              let payment = listedPayment(b, base: UnsafeRawPointer(base), aheadIndex, recordAt: 0) else { return }
+                        quorumcoin_prefetch(payment)
+                        quorumcoin_prefetch(payment + 64)
+                        quorumcoin_prefetch(payment + 128)
+                    }
+                }
                 lists[list].withUnsafeMutableBufferPointer { entries in
                     guard let at = entries.baseAddress.map({ $0 + index }),
                           merged.paymentIndex[at.pointee.record.key] == nil else { return }
@@ -559,6 +629,8 @@ extension InvariantChecker {
         let accepted = mergeOrder(parts.map(\.accepted.count), by: { parts[$0].accepted[$1].time })
             .map { parts[$0.list].accepted[$0.index] }
         merged.accepted = accepted
+        merged.listedInputs = parts.reduce(0) { $0 + $1.listedInputs }
+        merged.acceptedInputs = parts.reduce(0) { $0 + $1.acceptedInputs }
         for (i, part) in parts.enumerated() {
             part.accepted = []
             if i == 0 { merged.claims = part.claims } else { merged.moreClaims.append(part.claims) }

@@ -242,6 +242,33 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
     /// The prefetch of a writer's rounds reads a principal's slot and its writers' storage by
     /// layout: check, mid-run on the toolchain in use, that it finds the first writer's rounds
     /// and reads nothing through a principal that has no writer.
+    /// The end-of-run passes' hints read, from a list entry, its payment object's address, and
+    /// from that object its input and output arrays' storage.
+    @Test func checkerHintsFindListedPaymentsAndTheirArrays() {
+        let alice = Ed25519KeyPair(seed: Bytes32(word: 1))
+        let payment = Payment.signed(PaymentBody(networkId: 1, payer: alice.publicKey,
+                                                 inputs: [InputRef(parentKey: Digest(word: 3), index: 1)],
+                                                 outputs: [Output(amount: 5, owner: alice.publicKey)], fee: 0, nonce: 1), by: alice)
+        let record = CertifiedPayment(payment: payment, proof: .genesis)
+        let listed: [(record: CertifiedPayment, seen: UInt64)] = [(record, 1), (record, 2)]
+        let accepted: [(principal: Int, record: CertifiedPayment, time: UInt64)] = [(7, record, 1)]
+        let object = UnsafeRawPointer(Unmanaged.passUnretained(payment).toOpaque())
+        listed.withUnsafeBufferPointer { b in
+            let base = UnsafeRawPointer(b.baseAddress!)
+            #expect(InvariantChecker.listedPayment(b, base: base, 1, recordAt: 0) == object)
+            #expect(InvariantChecker.listedPayment(b, base: base, 2, recordAt: 0) == nil)
+        }
+        accepted.withUnsafeBufferPointer { b in
+            #expect(InvariantChecker.listedPayment(b, base: UnsafeRawPointer(b.baseAddress!), 0,
+                                                   recordAt: InvariantChecker.acceptedRecordOffset) == object)
+        }
+        // An array's elements start 32 bytes into its storage.
+        let inputs = payment.inputs.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!) - 32 }
+        let outputs = payment.outputs.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!) - 32 }
+        #expect(referencedObject(object, InvariantChecker.paymentInputsOffset) == inputs)
+        #expect(referencedObject(object, InvariantChecker.paymentOutputsOffset) == outputs)
+    }
+
     @Test func roundsHintFindsTheFirstWritersRounds() throws {
         let sim = try Simulator(scenario: try tiny())
         sim.runWindow(until: Time.second / 4)
