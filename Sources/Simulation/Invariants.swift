@@ -46,6 +46,9 @@ final class InvariantChecker {
     private var claims: [RedeemClaim: ClaimFacts] = [:]
     /// A partitioned run's other partitions' claims (looked up, not copied: `merging`).
     private var moreClaims: [[RedeemClaim: ClaimFacts]] = []
+    /// After a merge, the partition each entry of `paymentList` was taken from (0: `claims`,
+    /// k: `moreClaims[k - 1]`): the one whose claims to look in first (empty: one partition).
+    private var listedFrom: [UInt8] = []
     struct ClaimFacts {
         var record: CertifiedRedeem?
         var signed = false
@@ -260,24 +263,77 @@ final class InvariantChecker {
     /// Outputs → positions (of spenders), at 12 bytes a slot for known outputs rather than 40:
     /// built at the run's memory peak, for every input of a million-payment run.
     private struct SpendMap {
-        /// Known outputs by their 8-byte names, hashed by the 64-bit mixer rather than SipHash
-        /// (the end-of-run checks look up every input of the run two or three times).
-        private var known: [MixedWord: Int32]
+        /// Known outputs by their 8-byte names (see `Output`).
+        private var known: WordTable
         private var unknown: [InputRef: Int32] = [:]
-        init(capacity: Int) { known = Dictionary(minimumCapacity: capacity) }
+        init(capacity: Int) { known = WordTable(capacity: capacity) }
         subscript(output: Output) -> Int32? {
-            get {
-                switch output {
-                case let .known(id): return known[MixedWord(id)]
-                case let .unknown(input): return unknown[input]
-                }
+            switch output {
+            case let .known(id): return known[id]
+            case let .unknown(input): return unknown[input]
             }
-            set {
-                switch output {
-                case let .known(id): known[MixedWord(id)] = newValue
-                case let .unknown(input): unknown[input] = newValue
-                }
+        }
+        mutating func set(_ output: Output, _ value: Int32) {
+            switch output {
+            case let .known(id): known.set(id, value)
+            case let .unknown(input): unknown[input] = value
             }
+        }
+    }
+
+    /// A map from 8-byte names to positions, open-addressed with linear probing, each key beside
+    /// its value in one 16-byte slot: the end-of-run checks look up each input of a million
+    /// payments at random, and a lookup here reads one line where a `Dictionary`'s read its
+    /// occupancy bitmap, its key and its value, three.
+    struct WordTable {
+        private struct Slot {
+            /// The name + 1 (names are below 2^63): 0 marks an empty slot.
+            var key: UInt64 = 0
+            var value: Int32 = 0
+        }
+        private var slots: [Slot]
+        private var mask: Int
+        private(set) var count = 0
+
+        init(capacity: Int) {
+            let n = WordTable.slotsNeeded(for: capacity)
+            slots = Array(repeating: Slot(), count: n)
+            mask = n - 1
+        }
+
+        /// A power of two that keeps `count` entries at most three quarters full.
+        private static func slotsNeeded(for count: Int) -> Int {
+            var n = 16
+            while n / 4 * 3 < count, n < Int.max / 4 { n *= 2 }
+            return n
+        }
+
+        subscript(name: UInt64) -> Int32? {
+            let key = name &+ 1
+            var i = Int(truncatingIfNeeded: mix64(name)) & mask
+            while true {
+                let slot = slots[i]
+                if slot.key == key { return slot.value }
+                if slot.key == 0 { return nil }
+                i = (i &+ 1) & mask
+            }
+        }
+
+        mutating func set(_ name: UInt64, _ value: Int32) {
+            if (count + 1) > (mask + 1) / 4 * 3 { grow() }
+            let key = name &+ 1
+            var i = Int(truncatingIfNeeded: mix64(name)) & mask
+            while slots[i].key != 0, slots[i].key != key { i = (i &+ 1) & mask }
+            if slots[i].key == 0 { count += 1 }
+            slots[i] = Slot(key: key, value: value)
+        }
+
+        private mutating func grow() {
+            let old = slots
+            slots = Array(repeating: Slot(), count: (mask + 1) * 2)
+            mask = slots.count - 1
+            count = 0
+            for slot in old where slot.key != 0 { set(slot.key &- 1, slot.value) }
         }
     }
 
@@ -396,7 +452,7 @@ final class InvariantChecker {
                 if let other = spender.map({ paymentList[Int($0)].record.key }), other != key {
                     violate("S2", seen, "output \(input) spent by certified payments \(other) and \(key)")
                 } else {
-                    spentBy[spent] = Int32(truncatingIfNeeded: position)
+                    spentBy.set(spent, Int32(truncatingIfNeeded: position))
                 }
                 guard let parent = certifiedPayment(input.parentKey) ?? genesisPayment(input.parentKey) else {
                     violate("S7", seen, "certified payment \(key) spends \(input) whose parent is not certified", once: "S7\(key)")
@@ -409,7 +465,7 @@ final class InvariantChecker {
                 let output = parent.outputs[Int(input.index)]
                 if spender == nil { spentTotal += UInt128(output.amount) }
                 if output.owner != p.payer { violate("S5", seen, "certified payment \(key) spends \(input) owned by someone else") }
-                if !signedClaim(RedeemClaim(input: input, spender: key)) {
+                if !signedClaim(RedeemClaim(input: input, spender: key), listedAt: position) {
                     violate("S5", seen, "no redeem signed by the owner names \(key) for input \(input)", once: "S5r\(key)")
                 }
                 totalIn = totalIn.flatMap { Amounts.checkedSum($0, output.amount) }
@@ -462,7 +518,7 @@ final class InvariantChecker {
                 if let other = acceptedSpends[spent].map({ accepted[Int($0)].record.key }), other != key {
                     violate("S8", a.time, "honest payees accepted \(other) and \(key), both spending \(input)", once: "S8d\(input)")
                 } else {
-                    acceptedSpends[spent] = Int32(truncatingIfNeeded: position)
+                    acceptedSpends.set(spent, Int32(truncatingIfNeeded: position))
                 }
             }
         }
@@ -569,10 +625,17 @@ extension InvariantChecker {
         }
     }
 
-    /// Whether a redeem naming `claim.spender` duly signed by its owner was seen.
-    private func signedClaim(_ claim: RedeemClaim) -> Bool {
-        if claims[claim]?.signed == true { return true }
-        return moreClaims.contains { $0[claim]?.signed == true }
+    /// Whether a redeem naming `claim.spender` duly signed by its owner was seen, by any
+    /// partition: the one that listed the spender first (a payer's redeems travel within its
+    /// group, so that partition saw them; asked in another order, half the lookups of a
+    /// two-partition run missed first, three cold lines each).
+    private func signedClaim(_ claim: RedeemClaim, listedAt position: Int) -> Bool {
+        let tables = 1 + moreClaims.count
+        func signed(in k: Int) -> Bool { (k == 0 ? claims : moreClaims[k - 1])[claim]?.signed == true }
+        let first = position < listedFrom.count ? min(Int(listedFrom[position]), tables - 1) : 0
+        if signed(in: first) { return true }
+        for k in 0..<tables where k != first && signed(in: k) { return true }
+        return false
     }
 
     /// One checker for a partitioned run's end-of-run checks, from each partition's: the certified
@@ -613,6 +676,7 @@ extension InvariantChecker {
                           merged.paymentIndex[at.pointee.record.key] == nil else { return }
                     merged.paymentIndex[at.pointee.record.key] = Int32(truncatingIfNeeded: merged.paymentList.count)
                     merged.paymentList.append(at.move())
+                    merged.listedFrom.append(UInt8(truncatingIfNeeded: list))
                     at.initialize(to: filler)
                 }
             }
@@ -626,9 +690,24 @@ extension InvariantChecker {
             part.redeemSpender = DigestMap()
             part.secondSpender = [:]
         }
-        let accepted = mergeOrder(parts.map(\.accepted.count), by: { parts[$0].accepted[$1].time })
-            .map { parts[$0.list].accepted[$0.index] }
-        merged.accepted = accepted
+        // Moved as the payments are, for the same reason: a copy retains the entry's payment
+        // and certificate, and the parts' lists then release them, four cold lines an entry.
+        let acceptedOrder = mergeOrder(parts.map(\.accepted.count), by: { parts[$0].accepted[$1].time })
+        var acceptedLists = parts.map { part in
+            defer { part.accepted = [] }
+            return part.accepted
+        }
+        merged.accepted.reserveCapacity(acceptedOrder.count)
+        if let filler = acceptedLists.first(where: { !$0.isEmpty })?.first {
+            for (list, index) in acceptedOrder {
+                acceptedLists[list].withUnsafeMutableBufferPointer { entries in
+                    guard let at = entries.baseAddress.map({ $0 + index }) else { return }
+                    merged.accepted.append(at.move())
+                    at.initialize(to: filler)
+                }
+            }
+        }
+        acceptedLists = []
         merged.listedInputs = parts.reduce(0) { $0 + $1.listedInputs }
         merged.acceptedInputs = parts.reduce(0) { $0 + $1.acceptedInputs }
         for (i, part) in parts.enumerated() {
