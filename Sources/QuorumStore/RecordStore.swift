@@ -94,6 +94,14 @@ public struct RecordStore: Sendable {
         for record in colliding.values { body(record) }
     }
 
+    /// `forEach`, also showing `hint` the raw memory of a record `distance` places on (most of
+    /// them), for a host to prefetch the objects it refers to: an end-of-run check of every
+    /// store reads records whose objects are scattered over gigabytes.
+    public func forEach(hintAhead distance: Int, _ hint: (UnsafeRawPointer) -> Void, _ body: (borrowing StoredRecord) -> Void) {
+        primary.forEach(hintAhead: distance, hint, body)
+        for record in colliding.values { body(record) }
+    }
+
     /// Every key, in no particular order.
     public var keys: [Digest] { records.map(\.key) }
 

@@ -176,6 +176,18 @@ struct SlotTable<Value>: @unchecked Sendable {
         for i in 0...mask where control[i] != 0 { body(slots[i].value) }
     }
 
+    /// `forEach`, also showing `hint` the value `distance` slots on, where one is, as raw memory
+    /// (for a caller to prefetch what it refers to; the value is neither copied nor retained).
+    func forEach(hintAhead distance: Int, _ hint: (UnsafeRawPointer) -> Void, _ body: (borrowing Value) -> Void) {
+        guard let slots, let control else { return }
+        let valueAt = MemoryLayout<Slot>.offset(of: \Slot.value) ?? 0
+        for i in 0...mask where control[i] != 0 {
+            let ahead = i &+ distance
+            if ahead <= mask, control[ahead] != 0 { hint(UnsafeRawPointer(slots + ahead) + valueAt) }
+            body(slots[i].value)
+        }
+    }
+
     private mutating func makeUnique() {
         guard !isKnownUniquelyReferenced(&storage), let old = storage else { return }
         let copy = old.copy()

@@ -269,6 +269,28 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(referencedObject(object, InvariantChecker.paymentOutputsOffset) == outputs)
     }
 
+    /// S9's hints: walking a store, the raw record `distance` places on refers to a stored
+    /// record's payment and its certificate's storage (what `prefetchStored` loads).
+    @Test func storeWalkHintsShowStoredRecordsObjects() {
+        let alice = Ed25519KeyPair(seed: Bytes32(word: 1))
+        var store = RecordStore()
+        for nonce in 1...40 as ClosedRange<UInt64> {
+            let payment = Payment.signed(PaymentBody(networkId: 1, payer: alice.publicKey, inputs: [],
+                                                     outputs: [Output(amount: 5, owner: alice.publicKey)], fee: 0, nonce: nonce), by: alice)
+            let statement = VoteStatement(networkId: 1, epoch: 1, group: GroupID(raw: 0), type: .payment, key: payment.key, valueHash: payment.key)
+            let votes = (0..<3).map { Vote(replica: ReplicaID($0), signature: Signature(r: Bytes32(word: UInt64($0)), s: .zero)) }
+            store.insert(.payment(CertifiedPayment(payment: payment, proof: .certificate(Certificate(statement: statement, votes: votes)))))
+        }
+        func address(_ o: ObjectIdentifier?) -> UnsafeRawPointer? { o.flatMap { UnsafeRawPointer(bitPattern: UInt(bitPattern: $0)) } }
+        var visited = Set<[UnsafeRawPointer?]>(), hinted = [[UnsafeRawPointer?]]()
+        store.forEach(hintAhead: 3, { hinted.append([referencedObject($0, 0), referencedObject($0, 8)]) }) { r in
+            let identity = r.identity
+            visited.insert([address(identity.record), address(identity.proof)])
+        }
+        #expect(visited.count == 40)
+        #expect(hinted.count >= 20 && hinted.allSatisfy { visited.contains($0) })
+    }
+
     /// The end-of-run spend maps' table agrees with a `Dictionary` through growth past the
     /// capacity it was sized for, on names that share their low bits (one probe run).
     @Test func wordTableMatchesADictionary() {
