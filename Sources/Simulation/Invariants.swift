@@ -263,77 +263,22 @@ final class InvariantChecker {
     /// Outputs → positions (of spenders), at 12 bytes a slot for known outputs rather than 40:
     /// built at the run's memory peak, for every input of a million-payment run.
     private struct SpendMap {
-        /// Known outputs by their 8-byte names (see `Output`).
-        private var known: WordTable
+        /// Known outputs by their 8-byte names, hashed by the 64-bit mixer rather than SipHash
+        /// (the end-of-run checks look up every input of the run two or three times).
+        private var known: [MixedWord: Int32]
         private var unknown: [InputRef: Int32] = [:]
-        init(capacity: Int) { known = WordTable(capacity: capacity) }
+        init(capacity: Int) { known = Dictionary(minimumCapacity: capacity) }
         subscript(output: Output) -> Int32? {
             switch output {
-            case let .known(id): return known[id]
+            case let .known(id): return known[MixedWord(id)]
             case let .unknown(input): return unknown[input]
             }
         }
         mutating func set(_ output: Output, _ value: Int32) {
             switch output {
-            case let .known(id): known.set(id, value)
+            case let .known(id): known[MixedWord(id)] = value
             case let .unknown(input): unknown[input] = value
             }
-        }
-    }
-
-    /// A map from 8-byte names to positions, open-addressed with linear probing, each key beside
-    /// its value in one 16-byte slot: the end-of-run checks look up each input of a million
-    /// payments at random, and a lookup here reads one line where a `Dictionary`'s read its
-    /// occupancy bitmap, its key and its value, three.
-    struct WordTable {
-        private struct Slot {
-            /// The name + 1 (names are below 2^63): 0 marks an empty slot.
-            var key: UInt64 = 0
-            var value: Int32 = 0
-        }
-        private var slots: [Slot]
-        private var mask: Int
-        private(set) var count = 0
-
-        init(capacity: Int) {
-            let n = WordTable.slotsNeeded(for: capacity)
-            slots = Array(repeating: Slot(), count: n)
-            mask = n - 1
-        }
-
-        /// A power of two that keeps `count` entries at most three quarters full.
-        private static func slotsNeeded(for count: Int) -> Int {
-            var n = 16
-            while n / 4 * 3 < count, n < Int.max / 4 { n *= 2 }
-            return n
-        }
-
-        subscript(name: UInt64) -> Int32? {
-            let key = name &+ 1
-            var i = Int(truncatingIfNeeded: mix64(name)) & mask
-            while true {
-                let slot = slots[i]
-                if slot.key == key { return slot.value }
-                if slot.key == 0 { return nil }
-                i = (i &+ 1) & mask
-            }
-        }
-
-        mutating func set(_ name: UInt64, _ value: Int32) {
-            if (count + 1) > (mask + 1) / 4 * 3 { grow() }
-            let key = name &+ 1
-            var i = Int(truncatingIfNeeded: mix64(name)) & mask
-            while slots[i].key != 0, slots[i].key != key { i = (i &+ 1) & mask }
-            if slots[i].key == 0 { count += 1 }
-            slots[i] = Slot(key: key, value: value)
-        }
-
-        private mutating func grow() {
-            let old = slots
-            slots = Array(repeating: Slot(), count: (mask + 1) * 2)
-            mask = slots.count - 1
-            count = 0
-            for slot in old where slot.key != 0 { set(slot.key &- 1, slot.value) }
         }
     }
 
@@ -383,6 +328,8 @@ final class InvariantChecker {
     /// The objects a stored record refers to (its payment or redeem, and its certificate's
     /// storage or batch payment: the record's first two words), read from its raw memory as
     /// `RecordStore.forEach(hintAhead:)` shows it, for S9 to prefetch. A hint only.
+    static let storeHintDistance = 8
+
     @inline(__always) static func prefetchStored(_ record: UnsafeRawPointer) {
         if let object = referencedObject(record, 0) { quorumcoin_prefetch(object) }
         if let proof = referencedObject(record, 8) { quorumcoin_prefetch(proof) }
@@ -621,12 +568,33 @@ extension InvariantChecker {
         return referencedObject(base + index * MemoryLayout<T>.stride, recordAt + certifiedPaymentOffset)
     }
 
-    @inline(__always) private static func prefetchPayment<T>(of b: UnsafeBufferPointer<T>, base: UnsafeRawPointer, _ position: Int, recordAt: Int) {
-        if let far = listedPayment(b, base: base, position + hintDistance, recordAt: recordAt) {
-            quorumcoin_prefetch(far)
-            quorumcoin_prefetch(far + 64)
-            quorumcoin_prefetch(far + 128)
+    /// A payment object's three lines (key, payer, input and output arrays).
+    @inline(__always) private static func prefetchPaymentObject(_ payment: UnsafeRawPointer) {
+        quorumcoin_prefetch(payment)
+        quorumcoin_prefetch(payment + 64)
+        quorumcoin_prefetch(payment + 128)
+    }
+
+    /// Moves the entries of `lists` out in `order` (list, index), each one `keep` accepts handed
+    /// to `append` with its list, a copy of `lists`' first entry left in its place: an entry
+    /// copied instead would be retained (its payment and certificate) and released again with
+    /// the list, four cold lines per entry at a million payments. `hint(j, lists)` runs before
+    /// the `j`-th entry is looked at.
+    private static func moveOut<T>(of lists: inout [[T]], in order: [(list: Int, index: Int)], hint: (Int, [[T]]) -> Void = { _, _ in },
+                                   keeping keep: (UnsafePointer<T>) -> Bool = { _ in true }, into append: (Int, T) -> Void) {
+        guard let filler = lists.first(where: { !$0.isEmpty })?.first else { return }
+        for (j, (list, index)) in order.enumerated() {
+            hint(j, lists)
+            lists[list].withUnsafeMutableBufferPointer { entries in
+                guard let at = entries.baseAddress.map({ $0 + index }), keep(at) else { return }
+                append(list, at.move())
+                at.initialize(to: filler)
+            }
         }
+    }
+
+    @inline(__always) private static func prefetchPayment<T>(of b: UnsafeBufferPointer<T>, base: UnsafeRawPointer, _ position: Int, recordAt: Int) {
+        if let far = listedPayment(b, base: base, position + hintDistance, recordAt: recordAt) { prefetchPaymentObject(far) }
         if let near = listedPayment(b, base: base, position + hintDistance / 2, recordAt: recordAt) {
             if let inputs = referencedObject(near, paymentInputsOffset) { quorumcoin_prefetch(inputs) }
             if let outputs = referencedObject(near, paymentOutputsOffset) { quorumcoin_prefetch(outputs) }
@@ -657,38 +625,27 @@ extension InvariantChecker {
         let total = parts.reduce(0) { $0 + $1.paymentList.count }
         merged.paymentList.reserveCapacity(total)
         merged.paymentIndex.reserveCapacity(total)
-        // Each entry kept is moved out of its partition's list, a copy of another entry left in
-        // its place: copied, it would be retained (its payment and certificate) and released
-        // again with the list, four cold lines per payment at a million payments.
+        // Each entry kept is moved out of its partition's list (`moveOut`).
         let order = mergeOrder(parts.map(\.paymentList.count), by: { parts[$0].paymentList[$1].seen })
         var lists = parts.map { part in
             defer { part.paymentList = [] }
             return part.paymentList
         }
-        if let filler = lists.first(where: { !$0.isEmpty })?.first {
-            for (j, (list, index)) in order.enumerated() {
-                // The key read below is in the entry's payment object, cold: start loading the
-                // one `hintDistance` entries on (a hint, as in the end-of-run passes).
-                if j + hintDistance < order.count {
-                    let (aheadList, aheadIndex) = order[j + hintDistance]
-                    lists[aheadList].withUnsafeBufferPointer { b in
-                        guard let base = b.baseAddress,
-                              let payment = listedPayment(b, base: UnsafeRawPointer(base), aheadIndex, recordAt: 0) else { return }
-                        quorumcoin_prefetch(payment)
-                        quorumcoin_prefetch(payment + 64)
-                        quorumcoin_prefetch(payment + 128)
-                    }
-                }
-                lists[list].withUnsafeMutableBufferPointer { entries in
-                    guard let at = entries.baseAddress.map({ $0 + index }),
-                          merged.paymentIndex[at.pointee.record.key] == nil else { return }
-                    merged.paymentIndex[at.pointee.record.key] = Int32(truncatingIfNeeded: merged.paymentList.count)
-                    merged.paymentList.append(at.move())
-                    merged.listedFrom.append(UInt8(truncatingIfNeeded: list))
-                    at.initialize(to: filler)
-                }
+        moveOut(of: &lists, in: order, hint: { j, lists in
+            // The key read below is in the entry's payment object, cold: start loading the one
+            // `hintDistance` entries on (a hint, as in the end-of-run passes).
+            guard j + hintDistance < order.count else { return }
+            let (list, index) = order[j + hintDistance]
+            lists[list].withUnsafeBufferPointer { b in
+                guard let base = b.baseAddress,
+                      let payment = listedPayment(b, base: UnsafeRawPointer(base), index, recordAt: 0) else { return }
+                prefetchPaymentObject(payment)
             }
-        }
+        }, keeping: { merged.paymentIndex[$0.pointee.record.key] == nil }, into: { list, entry in
+            merged.paymentIndex[entry.record.key] = Int32(truncatingIfNeeded: merged.paymentList.count)
+            merged.paymentList.append(entry)
+            merged.listedFrom.append(UInt8(truncatingIfNeeded: list))
+        })
         lists = []
         for part in parts {
             part.paymentIndex = DigestMap()
@@ -698,23 +655,14 @@ extension InvariantChecker {
             part.redeemSpender = DigestMap()
             part.secondSpender = [:]
         }
-        // Moved as the payments are, for the same reason: a copy retains the entry's payment
-        // and certificate, and the parts' lists then release them, four cold lines an entry.
+        // Moved as the payments are, for the same reason.
         let acceptedOrder = mergeOrder(parts.map(\.accepted.count), by: { parts[$0].accepted[$1].time })
         var acceptedLists = parts.map { part in
             defer { part.accepted = [] }
             return part.accepted
         }
         merged.accepted.reserveCapacity(acceptedOrder.count)
-        if let filler = acceptedLists.first(where: { !$0.isEmpty })?.first {
-            for (list, index) in acceptedOrder {
-                acceptedLists[list].withUnsafeMutableBufferPointer { entries in
-                    guard let at = entries.baseAddress.map({ $0 + index }) else { return }
-                    merged.accepted.append(at.move())
-                    at.initialize(to: filler)
-                }
-            }
-        }
+        moveOut(of: &acceptedLists, in: acceptedOrder, into: { merged.accepted.append($1) })
         acceptedLists = []
         merged.listedInputs = parts.reduce(0) { $0 + $1.listedInputs }
         merged.acceptedInputs = parts.reduce(0) { $0 + $1.acceptedInputs }

@@ -291,32 +291,6 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(hinted.count >= 20 && hinted.allSatisfy { visited.contains($0) })
     }
 
-    /// The end-of-run spend maps' table agrees with a `Dictionary` through growth past the
-    /// capacity it was sized for, on names that share their low bits (one probe run).
-    @Test func wordTableMatchesADictionary() {
-        var table = InvariantChecker.WordTable(capacity: 4)
-        var reference = [UInt64: Int32]()
-        var random = DeterministicRandom(seed: Bytes32(word: 5))
-        for step in 0..<5_000 {
-            let name = step % 3 == 0 ? UInt64(step) << 32 : random.next() >> 1
-            let value = Int32(truncatingIfNeeded: random.next())
-            if step % 7 == 0, let old = reference.keys.min() {
-                table.set(old, value)
-                reference[old] = value
-            } else {
-                table.set(name, value)
-                reference[name] = value
-            }
-        }
-        #expect(table.count == reference.count)
-        for (name, value) in reference { #expect(table[name] == value) }
-        for _ in 0..<1_000 {
-            let name = random.next() >> 1
-            #expect(table[name] == reference[name])
-        }
-        #expect(table[(1 << 63) - 1] == reference[(1 << 63) - 1])
-    }
-
     @Test func roundsHintFindsTheFirstWritersRounds() throws {
         let sim = try Simulator(scenario: try tiny())
         sim.runWindow(until: Time.second / 4)
