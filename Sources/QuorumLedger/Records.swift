@@ -139,12 +139,15 @@ public struct PaymentBody: Hashable, Sendable {
 /// A payment record: body plus the payer's signature. Immutable; `key` is computed once. A class,
 /// so the many messages, events and stores that hold one share it instead of copying ~170 bytes.
 public final class Payment: Hashable, Sendable, CustomStringConvertible {
+    /// `K = H("qc/pay", body)`, where this record is stored. Declared first, then the body, so
+    /// the key shares the object's first cache line with its reference count, and the key and
+    /// the payer sit at the same offsets as a `Redeem`'s key and owner (16 and 56): a host's
+    /// prefetch hints read either from a record without knowing which kind it is.
+    public let key: Digest
     public let body: PaymentBody
     /// The payer's signature (kept packed: see `PackedSignature`).
     public var signature: Signature { packedSignature.signature }
     private let packedSignature: PackedSignature
-    /// `K = H("qc/pay", body)`, where this record is stored.
-    public let key: Digest
     /// The encoded size, fixed at construction: every send of a message carrying this payment
     /// asks for it, and computing it reads the input and output arrays' headers (two cold lines
     /// in a large run, 1.3 % of its last-level misses).
@@ -226,16 +229,17 @@ public final class Payment: Hashable, Sendable, CustomStringConvertible {
 /// check it against the parent payment before voting. Immutable; a class for the same reason as
 /// `Payment`.
 public final class Redeem: Hashable, Sendable, CustomStringConvertible {
+    /// Where this record is stored (derived from `input`). The first four fields are laid out as
+    /// a `Payment`'s key and body begin (key, version, network, principal): see `Payment.key`.
+    public let key: Digest
     public let version: UInt8
     public let networkId: UInt32
-    public let input: InputRef
     public let owner: PublicKey
+    public let input: InputRef
     public let spender: Digest
     /// The owner's signature (kept packed: see `PackedSignature`).
     public var signature: Signature { packedSignature.signature }
     private let packedSignature: PackedSignature
-    /// Where this record is stored (derived from `input`).
-    public let key: Digest
     /// The value a replica locks `key` to: `H("qc/rval", spender)`. The signature is an
     /// authenticator, not part of the value, so a re-signed redeem for the same spender is the
     /// same value and the lock cannot be split by signature malleability. Kept, not recomputed:

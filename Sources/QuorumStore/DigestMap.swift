@@ -25,6 +25,12 @@ public struct DigestMap<Value> {
     /// Makes room for `count` keys (allocated at the first insertion).
     public mutating func reserveCapacity(_ count: Int) { primary.reserveCapacity(count) }
 
+    /// Where a lookup of a key whose first 8 bytes are `keyPrefix` starts reading, for a host's
+    /// prefetch hints (see `SlotTable`).
+    @inline(__always) public func lookupAddresses(keyPrefix: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+        primary.lookupAddresses(keyPrefix & prefixMask)
+    }
+
     public subscript(key: Digest) -> Value? {
         get {
             // Held in `primary` (the slot's key is this key), or else perhaps in `colliding`.
@@ -54,9 +60,57 @@ public struct DigestMap<Value> {
         }
     }
 
+    /// What `change` makes of `key`'s value, changed in place (one probe for a held key),
+    /// inserting `make()` first if `key` is absent.
+    @inline(__always)
+    public mutating func update<R>(_ key: Digest, default make: @autoclosure () -> Value, _ change: (inout Value) -> R) -> R {
+        let slot = prefix(key)
+        var result: R?
+        let held = primary.withMutableValue(slot) { entry -> Bool in
+            guard entry.key == key else { return false }
+            result = change(&entry.value)
+            return true
+        }
+        if held == true, let result { return result }
+        if held == false || (!colliding.isEmpty && colliding[key] != nil) {
+            return change(&colliding[key, default: make()])
+        }
+        var value = make()
+        let changed = change(&value)
+        primary.set(slot, (key, value))
+        return changed
+    }
+
+    /// Removes `key`'s entry, returning its value.
+    @discardableResult
+    public mutating func removeValue(forKey key: Digest) -> Value? {
+        let slot = prefix(key)
+        if primary.withValue(slot, { $0.key == key }) == true { return primary.remove(slot)?.value }
+        return colliding.isEmpty ? nil : colliding.removeValue(forKey: key)
+    }
+
+    /// Slots allocated for keys without a colliding prefix (for the memory breakdown).
+    public var capacity: Int { primary.capacity }
+
+    /// Whether any value satisfies `predicate`.
+    public func contains(where predicate: (Value) -> Bool) -> Bool {
+        var found = false
+        forEach { _, value in if !found, predicate(value) { found = true } }
+        return found
+    }
+
+    /// The entries `transform` keeps, with its values.
+    public func compactMapValues<T>(_ transform: (Value) -> T?) -> DigestMap<T> {
+        var kept = DigestMap<T>(prefixMask: prefixMask)
+        forEach { key, value in if let mapped = transform(value) { kept[key] = mapped } }
+        return kept
+    }
+
     /// Calls `body` with every key and value, in no particular order.
     public func forEach(_ body: (Digest, Value) -> Void) {
         primary.forEach { entry in body(entry.key, entry.value) }
         for (key, value) in colliding { body(key, value) }
     }
 }
+
+extension DigestMap: Sendable where Value: Sendable {}

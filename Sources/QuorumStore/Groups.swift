@@ -92,6 +92,12 @@ public final class GroupAssignment {
         return Group(id: GroupID(raw: UInt64(s)), members: (0..<ReplicaID(groupSize)).map { first + $0 })
     }
 
+    /// Where `group(of:)` starts reading its memo for a principal whose key's first 8 bytes are
+    /// `principalPrefix`, for a host's prefetch hints.
+    @inline(__always) public func lookupAddresses(principalPrefix: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+        cache.lookupAddresses(keyPrefix: principalPrefix)
+    }
+
     /// G(p).
     public func group(of principal: PublicKey) -> Group {
         if let known = cache[principal.raw] { return known }

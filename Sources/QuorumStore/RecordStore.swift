@@ -46,6 +46,12 @@ public struct RecordStore: Sendable {
         return body(record)
     }
 
+    /// Where a lookup of a key whose first 8 bytes are `keyPrefix` (big-endian, as
+    /// `Digest.prefix64`) starts reading, for a host's prefetch hints (see `SlotTable`).
+    @inline(__always) public func lookupAddresses(keyPrefix: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+        primary.lookupAddresses(keyPrefix & prefixMask)
+    }
+
     /// Whether a record is stored under `key`.
     public func contains(_ key: Digest) -> Bool { withRecord(key) { _ in true } ?? false }
 

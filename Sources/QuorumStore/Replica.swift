@@ -50,7 +50,10 @@ public struct Replica {
     public struct Durable: Sendable {
         /// Keys with a lock, a pending vote or a checked certificate (see `OpenKey`; its volatile
         /// fields are dropped when a replica restarts from this state).
-        public internal(set) var open: [Digest: OpenKey] = [:]
+        /// A `DigestMap` (an entry is its key and value in one slot, found by a control line
+        /// and that slot) rather than a `Dictionary` (header, bitmap, key and value: a cold line
+        /// each on a large run's Prepares and Commits), whose start a host can prefetch.
+        public internal(set) var open = DigestMap<OpenKey>()
         /// Keys of redeems stored when volatile locks were lost (`losingLocks`): their stored
         /// value no longer locks them, as if the lock table had been wiped.
         public internal(set) var unlockedStored: Set<Digest> = []
@@ -89,8 +92,8 @@ public struct Replica {
                 empty = entry.isEmpty
                 return result
             }
-            let result = run(&open[key, default: OpenKey()])
-            if empty { open[key] = nil }
+            let result = open.update(key, default: OpenKey(), run)
+            if empty { open.removeValue(forKey: key) }
             return result
         }
 
@@ -99,7 +102,7 @@ public struct Replica {
         /// locks and pending votes are gone.
         public func losingLocks() -> Durable {
             var copy = self
-            copy.open = [:]
+            copy.open = DigestMap()
             for record in store.records where !unlockedStored.contains(record.key) {
                 if case .redeem = record { copy.unlockedStored.insert(record.key) }
             }
@@ -108,7 +111,7 @@ public struct Replica {
 
         /// Without what a restart loses (own vote signatures, checked certificates not stored).
         func droppingVolatile() -> Durable {
-            guard open.values.contains(where: { $0.vote != nil || $0.checkedSpender != nil }) else { return self }
+            guard open.contains(where: { $0.vote != nil || $0.checkedSpender != nil }) else { return self }
             var copy = self
             copy.open = open.compactMapValues { entry in
                 var kept = entry
@@ -243,6 +246,18 @@ public struct Replica {
 
     /// The certified record held for `key`, if any.
     public func record(_ key: Digest) -> StoredRecord? { durable.store[key] }
+
+    /// Where a store lookup of a key whose first 8 bytes are `keyPrefix` starts reading, for a
+    /// host's prefetch hints: nearly every message a replica handles probes its store.
+    @inline(__always) public func storeLookupAddresses(keyPrefix: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+        durable.store.lookupAddresses(keyPrefix: keyPrefix)
+    }
+
+    /// Where a lookup of a key whose first 8 bytes are `keyPrefix` in the open keys (locks, votes)
+    /// starts reading, for a host's prefetch hints: every Prepare and Commit looks its key up there.
+    @inline(__always) public func openLookupAddresses(keyPrefix: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+        durable.open.lookupAddresses(keyPrefix: keyPrefix)
+    }
 
     /// Makes room in the store for `count` records (a host that knows how many to expect).
     public mutating func reserveStore(_ count: Int) { durable.store.reserveCapacity(count) }
@@ -482,11 +497,9 @@ public struct Replica {
     /// Entries and bucket capacity of each table this replica keeps, with the bytes of one bucket
     /// (key + value): what `quorumsim run --memory-breakdown` reports per table.
     public var tableSizes: [(table: String, count: Int, capacity: Int, bucketBytes: Int)] {
-        func row<K, V>(_ name: String, _ d: [K: V]) -> (String, Int, Int, Int) {
-            (name, d.count, d.capacity, MemoryLayout<K>.stride + MemoryLayout<V>.stride)
-        }
-        return durable.store.tableSizes + [
-            row("open keys (locks, votes, signatures, checked redeems)", durable.open),
+        durable.store.tableSizes + [
+            ("open keys (locks, votes, signatures, checked redeems)", durable.open.count, durable.open.capacity,
+             SlotTable<(key: Digest, value: OpenKey)>.slotBytes),
             ("verifiedPayments", verifiedPayments.count, verifiedPayments.capacity, MemoryLayout<Digest>.stride),
             ("repair log (keys and their groups)", repairQueues.sizes.count, repairQueues.sizes.capacity,
              MemoryLayout<RepairQueues.Entry>.stride),

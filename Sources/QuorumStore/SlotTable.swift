@@ -102,6 +102,14 @@ struct SlotTable<Value>: @unchecked Sendable {
         }
     }
 
+    /// Where a lookup of `key` starts reading (its home slot's control byte and the slot), as raw
+    /// addresses for a host's prefetch hints; nil before the first insertion. Reads neither.
+    @inline(__always) func lookupAddresses(_ key: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+        guard let slots, let control else { return nil }
+        let home = place(key).home
+        return (UnsafeRawPointer(control + home), UnsafeRawPointer(slots + home))
+    }
+
     subscript(key: UInt64) -> Value? {
         guard let slots, let i = index(of: key) else { return nil }
         return slots[i].value

@@ -1,3 +1,5 @@
+import QuorumCrypto
+import QuorumLedger
 import QuorumStore
 
 /// One pending event in the current bucket's heap: its time, its scheduling sequence number and
@@ -479,20 +481,20 @@ extension EventQueue where Payload == Event {
     /// the current bucket's `k`-th next event refers to, read in place as a raw address: neither
     /// retained nor dereferenced; and the message's shape. A hint for prefetching only: a wrong
     /// address costs a wasted prefetch, never a fault or a result.
-    func upcomingMessage(_ k: Int) -> (object: UnsafeRawPointer, shape: MessageShape)? {
+    func upcomingMessage(_ k: Int) -> (object: UnsafeRawPointer, shape: MessageShape, to: NodeID)? {
         guard let entry = current.upcoming(k), let base = blocks.current.base,
               entry.slot >= 0, entry.slot < blocks.current.count else { return nil }
-        let shape: MessageShape
+        let shape: MessageShape, node: NodeID
         switch base[Int(entry.slot)].payload {
-        case .deliver(_, _, .preparePayment, _)?: shape = .write(parentsArray: true)
-        case .deliver(_, _, .prepareRedeem, _)?: shape = .write(parentsArray: false)
-        case .deliver(_, _, .commit, _)?, .deliver(_, _, .gossip, _)?: shape = .records
-        case .deliver(_, _, .vote, _)?: shape = .vote
-        case .deliver?: shape = .other
+        case let .deliver(_, to, .preparePayment, _)?: shape = .write(parentsArray: true); node = to
+        case let .deliver(_, to, .prepareRedeem, _)?: shape = .write(parentsArray: false); node = to
+        case let .deliver(_, to, .commit, _)?, let .deliver(_, to, .gossip, _)?: shape = .records; node = to
+        case let .deliver(_, to, .vote, _)?: shape = .vote; node = to
+        case let .deliver(_, to, _, _)?: shape = .other; node = to
         default: return nil
         }
         guard let object = referencedObject(UnsafeRawPointer(base + Int(entry.slot)), Self.messageOffset) else { return nil }
-        return (object, shape)
+        return (object, shape, node)
     }
 }
 
@@ -502,4 +504,33 @@ extension EventQueue where Payload == Event {
 /// address: neither retained nor dereferenced. For prefetch hints only.
 @inline(__always) func referencedObject(_ memory: UnsafeRawPointer, _ offset: Int) -> UnsafeRawPointer? {
     UnsafeRawPointer(bitPattern: memory.load(fromByteOffset: offset, as: UInt.self) & 0x00FF_FFFF_FFFF_FFF8)
+}
+
+/// Where `Payment` and `Redeem` objects keep their key and their principal (the payer, the
+/// owner), for prefetch hints that read them from a record without knowing its kind: the same
+/// offsets in both classes (their fields are declared in that order: see `Payment.key`). Found
+/// on two sample records once, in the toolchain's actual layout; nil if a sample's fields are not
+/// where this expects them, or the two classes differ (then the hints that need them are skipped).
+enum RecordLayout {
+    static let keyOffset: Int? = layout?.key
+    static let principalOffset: Int? = layout?.principal
+
+    /// The offsets where both a payment and a redeem hold their key and principal.
+    private static let layout: (key: Int, principal: Int)? = {
+        let key = Digest(words: (0x0123_4567_89AB_CDEF, 1, 2, 3))
+        let principal = PublicKey(raw: Bytes32(words: (0xFEDC_BA98_7654_3210, 4, 5, 6)))
+        let payment = Payment(body: PaymentBody(networkId: 7, payer: principal, inputs: [], outputs: [], fee: 0, nonce: 9),
+                              signature: .zero)
+        let redeem = Redeem(networkId: 7, input: InputRef(parentKey: key, index: 0), owner: principal,
+                            spender: payment.key, signature: .zero)
+        let offsets = (key: 16, principal: 56)
+        func holds(_ object: AnyObject, _ keyHeld: Digest) -> Bool {
+            withExtendedLifetime(object) {
+                let p = UnsafeRawPointer(Unmanaged.passUnretained(object).toOpaque())
+                return p.loadUnaligned(fromByteOffset: offsets.key, as: Bytes32.self) == keyHeld
+                    && p.loadUnaligned(fromByteOffset: offsets.principal, as: Bytes32.self) == principal.raw
+            }
+        }
+        return holds(payment, payment.key) && holds(redeem, redeem.key) ? offsets : nil
+    }()
 }

@@ -556,9 +556,9 @@ extension InvariantChecker {
     static let acceptedRecordOffset = MemoryLayout<Int>.stride
 
     /// A payment object's input and output arrays: its stored fields start after the 16-byte
-    /// object header, the body first.
-    static let paymentInputsOffset = 16 + (MemoryLayout<PaymentBody>.offset(of: \PaymentBody.inputs) ?? 0)
-    static let paymentOutputsOffset = 16 + (MemoryLayout<PaymentBody>.offset(of: \PaymentBody.outputs) ?? 0)
+    /// object header, the 32-byte key first and then the body.
+    static let paymentInputsOffset = 48 + (MemoryLayout<PaymentBody>.offset(of: \PaymentBody.inputs) ?? 0)
+    static let paymentOutputsOffset = 48 + (MemoryLayout<PaymentBody>.offset(of: \PaymentBody.outputs) ?? 0)
     static let certifiedPaymentOffset = MemoryLayout<CertifiedPayment>.offset(of: \CertifiedPayment.payment) ?? 0
 
     /// The payment object of entry `index` of a list whose entries hold a `CertifiedPayment` at

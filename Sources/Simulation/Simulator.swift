@@ -371,27 +371,68 @@ public final class Simulator {
         }
     }
 
-    /// Starts loading what an upcoming delivery's handler reads first after its node: the
-    /// message's box for the event after next, and for the next one (whose box that prefetch
-    /// brought in an event ago) the record it carries and, for a write, its parent payment or
-    /// parents' array. Parents are payments certified long before, scattered over the heap.
-    /// Hints only, like `prefetch(_:)`.
+    /// Starts loading what an upcoming delivery's handler reads first after its node, one level
+    /// of references per event of distance: the message's box three events ahead; two ahead,
+    /// the record it carries (read from the box, loaded an event ago), a record's certificate
+    /// and, for a write, its parent payment or parents' array; for the next event, the lines a
+    /// replica's first lookups read (read from the record, loaded an event ago): its store's and
+    /// its open keys' slots for the record's key, the group memo's for its principal, and for a redeem's
+    /// Prepare its parent's store slot. Parents are payments certified long before, and a
+    /// store or the memo is a table probed at random: each a cache miss that otherwise stalls
+    /// the handler. Hints only, like `prefetch(_:)`: a stale or wrong address costs a wasted
+    /// prefetch, never a fault or a result.
     @inline(__always) private func prefetchRecords() {
-        if let (box, _) = queue.upcomingMessage(1) { quorumcoin_prefetch(box) }
-        guard let (box, shape) = queue.upcomingMessage(0) else { return }
-        // A box's fields start after its 16-byte header; an array's elements after the header,
-        // count and capacity.
+        if let (box, _, _) = queue.upcomingMessage(2) { quorumcoin_prefetch(box) }
+        if let (box, shape, _) = queue.upcomingMessage(1) {
+            // A box's fields start after its 16-byte header; an array's elements after the
+            // header, count and capacity.
+            switch shape {
+            case let .write(parentsArray):
+                if let record = referencedObject(box, 16) { quorumcoin_prefetch(record) }
+                // `prepareRedeem`'s parent payment, or `preparePayment`'s parents' first element.
+                if let second = referencedObject(box, 24) { quorumcoin_prefetch(second + (parentsArray ? 32 : 0)) }
+            case .records:
+                if let record = referencedObject(box, 32) { quorumcoin_prefetch(record) }
+                // Its proof: a certificate's storage (or, for a batched redeem, a payment).
+                if let proof = referencedObject(box, 40) { quorumcoin_prefetch(proof) }
+            case .vote:
+                if let statement = referencedObject(box, 16) { quorumcoin_prefetch(statement) }
+            case .other:
+                break
+            }
+        }
+        guard let (box, shape, to) = queue.upcomingMessage(0), Int(to.raw) < replicaCount,
+              let keyAt = RecordLayout.keyOffset, let principalAt = RecordLayout.principalOffset else { return }
+        let record: UnsafeRawPointer?, parent: UnsafeRawPointer?
         switch shape {
-        case let .write(parentsArray):
-            if let record = referencedObject(box, 16) { quorumcoin_prefetch(record) }
-            // `prepareRedeem`'s parent payment, or `preparePayment`'s parents' first element.
-            if let second = referencedObject(box, 24) { quorumcoin_prefetch(second + (parentsArray ? 32 : 0)) }
-        case .records:
-            if let record = referencedObject(box, 32) { quorumcoin_prefetch(record) }
-        case .vote:
-            if let statement = referencedObject(box, 16) { quorumcoin_prefetch(statement) }
-        case .other:
-            break
+        case .records: record = referencedObject(box, 32); parent = nil
+        case .write(parentsArray: false): record = referencedObject(box, 16); parent = referencedObject(box, 24)
+        case .write(parentsArray: true): record = referencedObject(box, 16); parent = nil
+        case .vote, .other: return
+        }
+        guard let record else { return }
+        let key = UInt64(bigEndian: record.load(fromByteOffset: keyAt, as: UInt64.self))
+        let principal = UInt64(bigEndian: record.load(fromByteOffset: principalAt, as: UInt64.self))
+        let parentKey = parent.map { UInt64(bigEndian: $0.load(fromByteOffset: keyAt, as: UInt64.self)) }
+        replicas.withUnsafeBufferPointer { b in
+            let i = Int(to.raw)
+            guard i < b.count else { return }
+            if let (control, slot) = b[i].storeLookupAddresses(keyPrefix: key) {
+                quorumcoin_prefetch(control)
+                quorumcoin_prefetch(slot)
+            }
+            if let (control, slot) = b[i].openLookupAddresses(keyPrefix: key) {
+                quorumcoin_prefetch(control)
+                quorumcoin_prefetch(slot)
+            }
+            if let parentKey, let (control, slot) = b[i].storeLookupAddresses(keyPrefix: parentKey) {
+                quorumcoin_prefetch(control)
+                quorumcoin_prefetch(slot)
+            }
+        }
+        if let (control, slot) = context.assignment.lookupAddresses(principalPrefix: principal) {
+            quorumcoin_prefetch(control)
+            quorumcoin_prefetch(slot)
         }
     }
 

@@ -664,9 +664,10 @@ final class RejectingVerifier: SignatureVerifier {
     /// Against a `Dictionary` under random insertions, replacements and removals of keys drawn
     /// from a small range (long probe runs, removals inside them, key 0), through growth; a copy
     /// taken midway keeps its contents while the original changes.
-    /// A `DigestMap` against a `Dictionary` under random insertions, replacements, removals and
-    /// lookups, its prefix narrowed to 2 bits so that most keys share their prefix with another
-    /// (the collision table in use, and keys moving between the two as holders are removed).
+    /// A `DigestMap` against a `Dictionary` under random insertions, replacements, in-place
+    /// updates, removals and lookups, its prefix narrowed to 2 bits so that most keys share their
+    /// prefix with another (the collision table in use, and keys moving between the two as holders
+    /// are removed); then its filtered copy and search.
     @Test(arguments: [UInt64.max, 0xC000_0000_0000_0000]) func digestMapMatchesADictionary(prefixMask: UInt64) {
         var map = DigestMap<Int>(prefixMask: prefixMask)
         var model = [Digest: Int]()
@@ -674,19 +675,32 @@ final class RejectingVerifier: SignatureVerifier {
         let keys = (0..<200).map { Digest(word: UInt64($0) &* 0x9E37_79B9_7F4A_7C15) }
         for step in 0..<10_000 {
             let key = keys[random.uniform(below: keys.count)]
-            switch random.uniform(below: 3 as Int) {
+            switch random.uniform(below: 5 as Int) {
             case 0:
                 map[key] = step
                 model[key] = step
             case 1:
                 map[key] = nil
                 model[key] = nil
+            case 2:
+                let old = map.update(key, default: -step) { value -> Int in
+                    defer { value += 1 }
+                    return value
+                }
+                #expect(old == model[key, default: -step])
+                model[key, default: -step] += 1
+            case 3:
+                #expect(map.removeValue(forKey: key) == model.removeValue(forKey: key))
             default:
                 #expect(map[key] == model[key])
             }
             #expect(map.count == model.count)
         }
         for key in keys { #expect(map[key] == model[key]) }
+        let even = map.compactMapValues { $0 % 2 == 0 ? $0 / 2 : nil }
+        for key in keys { #expect(even[key] == model[key].flatMap { $0 % 2 == 0 ? $0 / 2 : nil }) }
+        #expect(map.contains { $0 % 2 == 0 } == model.values.contains { $0 % 2 == 0 })
+        #expect(!map.contains { _ in false })
         var seen = [Digest: Int]()
         map.forEach { key, value in
             #expect(seen[key] == nil)

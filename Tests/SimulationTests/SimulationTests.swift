@@ -291,6 +291,49 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(hinted.count >= 20 && hinted.allSatisfy { visited.contains($0) })
     }
 
+    /// The lookup hints read a record's key and principal at offsets shared by payments and
+    /// redeems, a commit's certificate beside its record, and where a store's and the group
+    /// memo's lookups start: check all of it on the toolchain in use.
+    @Test func lookupHintsFindRecordKeysCertificatesAndTableSlots() throws {
+        let keyAt = try #require(RecordLayout.keyOffset), principalAt = try #require(RecordLayout.principalOffset)
+        let alice = Ed25519KeyPair(seed: Bytes32(word: 1))
+        let payment = Payment.signed(PaymentBody(networkId: 1, payer: alice.publicKey, inputs: [],
+                                                 outputs: [Output(amount: 5, owner: alice.publicKey)], fee: 0, nonce: 1), by: alice)
+        let redeem = Redeem.signed(networkId: 1, input: InputRef(parentKey: payment.key, index: 0), spender: Digest(word: 3), by: alice)
+        func word(_ object: AnyObject, _ offset: Int) -> UInt64 {
+            withExtendedLifetime(object) {
+                UInt64(bigEndian: UnsafeRawPointer(Unmanaged.passUnretained(object).toOpaque()).load(fromByteOffset: offset, as: UInt64.self))
+            }
+        }
+        #expect(word(payment, keyAt) == payment.key.prefix64 && word(payment, principalAt) == alice.publicKey.raw.prefix64)
+        #expect(word(redeem, keyAt) == redeem.key.prefix64 && word(redeem, principalAt) == alice.publicKey.raw.prefix64)
+
+        let statement = VoteStatement(networkId: 1, epoch: 1, group: GroupID(raw: 0), type: .redeem, key: redeem.key, valueHash: redeem.valueHash)
+        let votes = (0..<3).map { Vote(replica: ReplicaID($0), signature: Signature(r: Bytes32(word: UInt64($0)), s: .zero)) }
+        let record = StoredRecord.redeem(CertifiedRedeem(redeem: redeem, proof: .certificate(Certificate(statement: statement, votes: votes))))
+        var q = EventQueue<Event>(reserving: 4)
+        let t: UInt64 = 1 << 20
+        q.push(.deliver(from: NodeID(raw: 1), to: NodeID(raw: 2), message: .ack(Digest(word: 9)), size: 0), at: t)
+        q.push(.deliver(from: NodeID(raw: 1), to: NodeID(raw: 3), message: .commit([record]), size: 0), at: t + 20)
+        _ = q.pop()
+        let upcoming = try #require(q.upcomingMessage(0))
+        #expect(upcoming.to == NodeID(raw: 3) && upcoming.shape == .records)
+        func address(_ o: ObjectIdentifier?) -> UnsafeRawPointer? { o.flatMap { UnsafeRawPointer(bitPattern: UInt(bitPattern: $0)) } }
+        #expect(referencedObject(upcoming.object, 32) == address(record.identity.record))
+        #expect(referencedObject(upcoming.object, 40) == address(record.identity.proof))
+
+        // A store's hint is where its lookup finds the record: the home slot, or one a few on.
+        var store = RecordStore()
+        #expect(store.lookupAddresses(keyPrefix: redeem.key.prefix64) == nil)
+        store.insert(record)
+        let (control, slot) = try #require(store.lookupAddresses(keyPrefix: redeem.key.prefix64))
+        #expect(control.load(as: UInt8.self) != 0 && slot.load(as: UInt64.self) == redeem.key.prefix64)
+        var memo = DigestMap<Int>()
+        memo[alice.publicKey.raw] = 7
+        let (memoControl, memoSlot) = try #require(memo.lookupAddresses(keyPrefix: alice.publicKey.raw.prefix64))
+        #expect(memoControl.load(as: UInt8.self) != 0 && memoSlot.load(as: UInt64.self) == alice.publicKey.raw.prefix64)
+    }
+
     @Test func roundsHintFindsTheFirstWritersRounds() throws {
         let sim = try Simulator(scenario: try tiny())
         sim.runWindow(until: Time.second / 4)
