@@ -27,7 +27,7 @@ public struct DigestMap<Value> {
 
     /// Where a lookup of a key whose first 8 bytes are `keyPrefix` starts reading, for a host's
     /// prefetch hints (see `SlotTable`).
-    @inline(__always) public func lookupAddresses(keyPrefix: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+    @inline(__always) public func lookupAddresses(keyPrefix: UInt64) -> LookupHint? {
         primary.lookupAddresses(keyPrefix & prefixMask)
     }
 

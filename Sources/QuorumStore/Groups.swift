@@ -94,7 +94,7 @@ public final class GroupAssignment {
 
     /// Where `group(of:)` starts reading its memo for a principal whose key's first 8 bytes are
     /// `principalPrefix`, for a host's prefetch hints.
-    @inline(__always) public func lookupAddresses(principalPrefix: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+    @inline(__always) public func lookupAddresses(principalPrefix: UInt64) -> LookupHint? {
         cache.lookupAddresses(keyPrefix: principalPrefix)
     }
 

@@ -48,7 +48,7 @@ public struct RecordStore: Sendable {
 
     /// Where a lookup of a key whose first 8 bytes are `keyPrefix` (big-endian, as
     /// `Digest.prefix64`) starts reading, for a host's prefetch hints (see `SlotTable`).
-    @inline(__always) public func lookupAddresses(keyPrefix: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+    @inline(__always) public func lookupAddresses(keyPrefix: UInt64) -> LookupHint? {
         primary.lookupAddresses(keyPrefix & prefixMask)
     }
 

@@ -249,13 +249,13 @@ public struct Replica {
 
     /// Where a store lookup of a key whose first 8 bytes are `keyPrefix` starts reading, for a
     /// host's prefetch hints: nearly every message a replica handles probes its store.
-    @inline(__always) public func storeLookupAddresses(keyPrefix: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+    @inline(__always) public func storeLookupAddresses(keyPrefix: UInt64) -> LookupHint? {
         durable.store.lookupAddresses(keyPrefix: keyPrefix)
     }
 
     /// Where a lookup of a key whose first 8 bytes are `keyPrefix` in the open keys (locks, votes)
     /// starts reading, for a host's prefetch hints: every Prepare and Commit looks its key up there.
-    @inline(__always) public func openLookupAddresses(keyPrefix: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+    @inline(__always) public func openLookupAddresses(keyPrefix: UInt64) -> LookupHint? {
         durable.open.lookupAddresses(keyPrefix: keyPrefix)
     }
 

@@ -102,12 +102,13 @@ struct SlotTable<Value>: @unchecked Sendable {
         }
     }
 
-    /// Where a lookup of `key` starts reading (its home slot's control byte and the slot), as raw
-    /// addresses for a host's prefetch hints; nil before the first insertion. Reads neither.
-    @inline(__always) func lookupAddresses(_ key: UInt64) -> (control: UnsafeRawPointer, slot: UnsafeRawPointer)? {
+    /// Where a lookup of `key` starts reading (its home slot's control byte and the slot), for a
+    /// host's prefetch hints; nil before the first insertion. Reads neither.
+    @inline(__always) func lookupAddresses(_ key: UInt64) -> LookupHint? {
         guard let slots, let control else { return nil }
         let home = place(key).home
-        return (UnsafeRawPointer(control + home), UnsafeRawPointer(slots + home))
+        return LookupHint(control: UnsafeRawPointer(control + home), slot: UnsafeRawPointer(slots + home),
+                          slotBytes: MemoryLayout<Slot>.stride)
     }
 
     subscript(key: UInt64) -> Value? {
@@ -231,4 +232,13 @@ struct SlotTable<Value>: @unchecked Sendable {
 
     /// Bytes of one slot and its control byte.
     static var slotBytes: Int { MemoryLayout<Slot>.stride + 1 }
+}
+
+/// Where a table lookup starts reading: its home slot's control byte, and the slot, `slotBytes`
+/// long (an open-keys slot spans three cache lines), as raw addresses for a host's prefetch
+/// hints. A hint only: the key may sit a slot or two on, or not be held at all.
+public struct LookupHint {
+    public let control: UnsafeRawPointer
+    public let slot: UnsafeRawPointer
+    public let slotBytes: Int
 }

@@ -417,22 +417,22 @@ public final class Simulator {
         replicas.withUnsafeBufferPointer { b in
             let i = Int(to.raw)
             guard i < b.count else { return }
-            if let (control, slot) = b[i].storeLookupAddresses(keyPrefix: key) {
-                quorumcoin_prefetch(control)
-                quorumcoin_prefetch(slot)
-            }
-            if let (control, slot) = b[i].openLookupAddresses(keyPrefix: key) {
-                quorumcoin_prefetch(control)
-                quorumcoin_prefetch(slot)
-            }
-            if let parentKey, let (control, slot) = b[i].storeLookupAddresses(keyPrefix: parentKey) {
-                quorumcoin_prefetch(control)
-                quorumcoin_prefetch(slot)
-            }
+            Simulator.prefetch(b[i].storeLookupAddresses(keyPrefix: key))
+            Simulator.prefetch(b[i].openLookupAddresses(keyPrefix: key))
+            if let parentKey { Simulator.prefetch(b[i].storeLookupAddresses(keyPrefix: parentKey)) }
         }
-        if let (control, slot) = context.assignment.lookupAddresses(principalPrefix: principal) {
-            quorumcoin_prefetch(control)
-            quorumcoin_prefetch(slot)
+        Simulator.prefetch(context.assignment.lookupAddresses(principalPrefix: principal))
+    }
+
+    /// Starts loading a lookup's control byte and every line of its home slot.
+    @inline(__always) private static func prefetch(_ hint: LookupHint?) {
+        guard let hint else { return }
+        quorumcoin_prefetch(hint.control)
+        let last = UInt(bitPattern: hint.slot) &+ UInt(max(1, hint.slotBytes)) &- 1
+        var line = UInt(bitPattern: hint.slot) & ~63
+        while line <= last {
+            if let p = UnsafeRawPointer(bitPattern: line) { quorumcoin_prefetch(p) }
+            line &+= 64
         }
     }
 

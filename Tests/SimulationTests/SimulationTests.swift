@@ -326,12 +326,16 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         var store = RecordStore()
         #expect(store.lookupAddresses(keyPrefix: redeem.key.prefix64) == nil)
         store.insert(record)
-        let (control, slot) = try #require(store.lookupAddresses(keyPrefix: redeem.key.prefix64))
-        #expect(control.load(as: UInt8.self) != 0 && slot.load(as: UInt64.self) == redeem.key.prefix64)
+        let hint = try #require(store.lookupAddresses(keyPrefix: redeem.key.prefix64))
+        #expect(hint.control.load(as: UInt8.self) != 0 && hint.slot.load(as: UInt64.self) == redeem.key.prefix64)
+        #expect(referencedObject(hint.slot, 8) == address(record.identity.record) && hint.slotBytes >= 16)
         var memo = DigestMap<Int>()
         memo[alice.publicKey.raw] = 7
-        let (memoControl, memoSlot) = try #require(memo.lookupAddresses(keyPrefix: alice.publicKey.raw.prefix64))
-        #expect(memoControl.load(as: UInt8.self) != 0 && memoSlot.load(as: UInt64.self) == alice.publicKey.raw.prefix64)
+        let memoHint = try #require(memo.lookupAddresses(keyPrefix: alice.publicKey.raw.prefix64))
+        #expect(memoHint.control.load(as: UInt8.self) != 0 && memoHint.slot.load(as: UInt64.self) == alice.publicKey.raw.prefix64)
+        // The slot holds the whole key after its prefix, then the value: all within `slotBytes`.
+        #expect(memoHint.slot.loadUnaligned(fromByteOffset: 8, as: Bytes32.self) == alice.publicKey.raw)
+        #expect(memoHint.slot.load(fromByteOffset: memoHint.slotBytes - 8, as: Int.self) == 7)
     }
 
     @Test func roundsHintFindsTheFirstWritersRounds() throws {
