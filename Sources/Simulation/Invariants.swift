@@ -164,6 +164,10 @@ final class InvariantChecker {
         }
     }
 
+    /// Where S10's lookup of a redeem key's first vote starts reading, for the simulator's hint
+    /// on an upcoming redeem Prepare (each of its group's honest votes is observed there).
+    func voteLookupAddresses(keyPrefix: UInt64) -> LookupHint? { firstVotes.lookupAddresses(keyPrefix: keyPrefix) }
+
     /// S10: an honest replica never votes for two values of one key.
     private func observeVote(replica r: ReplicaID, key: Digest, value: Digest, at time: UInt64) {
         let voteKey = VoteKey(replica: r, key: key)

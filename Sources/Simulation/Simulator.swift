@@ -376,11 +376,11 @@ public final class Simulator {
     /// the record it carries (read from the box, loaded an event ago), a record's certificate
     /// and, for a write, its parent payment or parents' array; for the next event, the lines a
     /// replica's first lookups read (read from the record, loaded an event ago): its store's and
-    /// its open keys' slots for the record's key, the group memo's for its principal, and for a redeem's
-    /// Prepare its parent's store slot. Parents are payments certified long before, and a
-    /// store or the memo is a table probed at random: each a cache miss that otherwise stalls
-    /// the handler. Hints only, like `prefetch(_:)`: a stale or wrong address costs a wasted
-    /// prefetch, never a fault or a result.
+    /// its open keys' slots for the record's key, the group memo's for its principal, and for a
+    /// redeem's Prepare its parent's store slot and the invariant checker's first-vote slot
+    /// (S10). Parents are payments certified long before, and each table is probed at random:
+    /// each lookup a cache miss that otherwise stalls the handler. Hints only, like
+    /// `prefetch(_:)`: a stale or wrong address costs a wasted prefetch, never a fault or a result.
     @inline(__always) private func prefetchRecords() {
         if let (box, _, _) = queue.upcomingMessage(2) { quorumcoin_prefetch(box) }
         if let (box, shape, _) = queue.upcomingMessage(1) {
@@ -421,6 +421,8 @@ public final class Simulator {
             Simulator.prefetch(b[i].openLookupAddresses(keyPrefix: key))
             if let parentKey { Simulator.prefetch(b[i].storeLookupAddresses(keyPrefix: parentKey)) }
         }
+        // A redeem's Prepare: the replica's vote is observed for S10 under the redeem's key.
+        if parent != nil { Simulator.prefetch(checker.voteLookupAddresses(keyPrefix: key)) }
         Simulator.prefetch(context.assignment.lookupAddresses(principalPrefix: principal))
     }
 
