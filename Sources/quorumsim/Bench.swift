@@ -46,6 +46,14 @@ struct Bench: ParsableCommand {
         print(row("same, 8-byte payloads", String(format: "%.2fM (isolates the queue from the event size)", Double(events) / small / 1e6)))
         print(row("bytes per queued event", "\(sizes.event) (a message: \(sizes.message))"))
 
+        // The machine's hour, in the unit a large run pays: this VM's speed drifts by a third
+        // from hour to hour, and a big run's time follows its memory latency.
+        print("\nmemory latency (a dependent random load, heap with huge pages as a run's; median of 3)")
+        for gib in [0.25, 2.0] {
+            let ns = (0..<3).map { _ in MemoryLatency.nanoseconds(bytes: Int(gib * Double(1 << 30))) }.sorted()[1]
+            print(row(String(format: "over %.2f GiB", gib), String(format: "%.0f ns", ns)))
+        }
+
         try realCryptoRun(rates)
         try memoryFigures()
         if !skipScale { try scaleCurve() }
@@ -261,5 +269,37 @@ struct Bench: ParsableCommand {
         let base = "  " + name.padding(toLength: 28, withPad: " ", startingAt: 0) + value
         guard let target else { return base }
         return base.padding(toLength: 64, withPad: " ", startingAt: 0) + "target \(target)  " + (ok ? "met" : "NOT MET")
+    }
+}
+
+/// The latency of a dependent random load: a walk through a cycle of cache lines spread over a
+/// heap block, in an order drawn from the project's PRNG, each load's address the one before's
+/// value. The block comes from the heap, so it has the huge pages a simulation's heap has.
+enum MemoryLatency {
+    static func nanoseconds(bytes: Int, steps: Int = 4_000_000) -> Double {
+        let lineBytes = 64
+        let lines = max(2, bytes / lineBytes)
+        let chain = min(lines, 1 << 21)
+        let spacing = lines / chain
+        let block = UnsafeMutableRawPointer.allocate(byteCount: lines * lineBytes, alignment: 4096)
+        defer { block.deallocate() }
+        var random = DeterministicRandom(seed: 5, stream: "bench-memory-latency")
+        // One line in each run of `spacing`, visited in a random cyclic order (Sattolo's shuffle).
+        var order = (0..<chain).map { $0 * spacing + random.uniform(below: spacing) }
+        var i = chain - 1
+        while i > 0 {
+            order.swapAt(i, random.uniform(below: i))
+            i -= 1
+        }
+        for k in 0..<chain {
+            block.storeBytes(of: order[(k + 1) % chain] * lineBytes, toByteOffset: order[k] * lineBytes, as: Int.self)
+        }
+        var at = order[0] * lineBytes
+        let start = ContinuousClock.now
+        for _ in 0..<steps { at = block.load(fromByteOffset: at, as: Int.self) }
+        let elapsed = ContinuousClock.now - start
+        if at < 0 { print(at) }  // never: it keeps the walk from being optimized away
+        let (s, attoseconds) = elapsed.components
+        return (Double(s) * 1e9 + Double(attoseconds) / 1e9) / Double(steps)
     }
 }
