@@ -371,6 +371,9 @@ public final class Simulator {
         }
     }
 
+    /// `RecordLayout`'s offsets, read once: a global's lazy initializer is checked on every read.
+    private let recordKeyAt = RecordLayout.keyOffset, recordPrincipalAt = RecordLayout.principalOffset
+
     /// Starts loading what an upcoming delivery's handler reads first after its node, one level
     /// of references per event of distance: the message's box three events ahead; two ahead,
     /// the record it carries (read from the box, loaded an event ago), a record's certificate
@@ -402,7 +405,7 @@ public final class Simulator {
             }
         }
         guard let (box, shape, to) = queue.upcomingMessage(0), Int(to.raw) < replicaCount,
-              let keyAt = RecordLayout.keyOffset, let principalAt = RecordLayout.principalOffset else { return }
+              let keyAt = recordKeyAt, let principalAt = recordPrincipalAt else { return }
         let record: UnsafeRawPointer?, parent: UnsafeRawPointer?
         switch shape {
         case .records: record = referencedObject(box, 32); parent = nil
