@@ -64,28 +64,21 @@ public struct DigestMap<Value> {
     /// inserting `make()` first if `key` is absent.
     @inline(__always)
     public mutating func update<R>(_ key: Digest, default make: @autoclosure () -> Value, _ change: (inout Value) -> R) -> R {
-        let slot = prefix(key)
+        if !colliding.isEmpty, colliding[key] != nil { return change(&colliding[key, default: make()]) }
+        // One probe: the slot of `key`'s prefix, found or filled. Another key holding that
+        // prefix sends this one to `colliding`.
         var result: R?
-        let held = primary.withMutableValue(slot) { entry -> Bool in
-            guard entry.key == key else { return false }
-            result = change(&entry.value)
-            return true
+        primary.withValue(prefix(key), inserting: { (key, make()) }) { entry, _ in
+            if entry.key == key { result = change(&entry.value) }
         }
-        if held == true, let result { return result }
-        if held == false || (!colliding.isEmpty && colliding[key] != nil) {
-            return change(&colliding[key, default: make()])
-        }
-        var value = make()
-        let changed = change(&value)
-        primary.set(slot, (key, value))
-        return changed
+        if let result { return result }
+        return change(&colliding[key, default: make()])
     }
 
     /// Removes `key`'s entry, returning its value.
     @discardableResult
     public mutating func removeValue(forKey key: Digest) -> Value? {
-        let slot = prefix(key)
-        if primary.withValue(slot, { $0.key == key }) == true { return primary.remove(slot)?.value }
+        if let removed = primary.remove(prefix(key), unless: { $0.key != key }) { return removed.value }
         return colliding.isEmpty ? nil : colliding.removeValue(forKey: key)
     }
 

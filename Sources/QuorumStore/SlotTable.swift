@@ -147,11 +147,45 @@ struct SlotTable<Value>: @unchecked Sendable {
         count += 1
     }
 
+    /// What `body` makes of `key`'s value, changed in place, inserting `make()` first when `key`
+    /// is absent: one probe either way (`set` after a failed lookup is two). `body` is told
+    /// whether the value was just inserted.
+    @inline(__always)
+    mutating func withValue<R>(_ key: UInt64, inserting make: () -> Value, _ body: (inout Value, _ inserted: Bool) -> R) -> R {
+        if slots == nil || count + 1 > (mask + 1) / 4 * 3 {
+            resize(to: max(Self.slotsNeeded(for: count + 1), Self.slotsNeeded(for: reserved)))
+        } else {
+            makeUnique()
+        }
+        guard let slots, let control else { var value = make(); return body(&value, true) }  // unreachable
+        var (i, tag) = place(key)
+        while control[i] != 0 {
+            if control[i] == tag, slots[i].key == key { return body(&slots[i].value, false) }
+            i = (i &+ 1) & mask
+        }
+        (slots + i).initialize(to: Slot(key: key, value: make()))
+        control[i] = tag
+        count += 1
+        return body(&slots[i].value, true)
+    }
+
+    /// Removes `key`'s entry if `keep` says no to its value, returning the value: one probe.
+    @discardableResult
+    mutating func remove(_ key: UInt64, unless keep: (borrowing Value) -> Bool) -> Value? {
+        guard let found = index(of: key), let slots, !keep(slots[found].value) else { return nil }
+        return remove(at: found)
+    }
+
     /// Removes `key`'s entry, returning its value. Later entries of the probe run move back
     /// into the hole (no tombstones: a lookup stops at the first empty slot).
     @discardableResult
     mutating func remove(_ key: UInt64) -> Value? {
         guard let found = index(of: key) else { return nil }
+        return remove(at: found)
+    }
+
+    /// Removes the entry in slot `found` (see `remove(_:)`).
+    private mutating func remove(at found: Int) -> Value? {
         makeUnique()  // a copy keeps every entry at its index
         guard let slots, let control else { return nil }
         let removed = (slots + found).move().value
