@@ -126,25 +126,7 @@ struct SlotTable<Value>: @unchecked Sendable {
 
     /// Stores `value` under `key`, replacing what was there.
     mutating func set(_ key: UInt64, _ value: Value) {
-        // Full past three quarters (`slotsNeeded` asked only then: it doubles its way up from
-        // 8, ~20 steps for a table of a million).
-        if slots == nil || count + 1 > (mask + 1) / 4 * 3 {
-            resize(to: max(Self.slotsNeeded(for: count + 1), Self.slotsNeeded(for: reserved)))
-        } else {
-            makeUnique()
-        }
-        guard let slots, let control else { return }  // unreachable: resize allocated them
-        var (i, tag) = place(key)
-        while control[i] != 0 {
-            if control[i] == tag, slots[i].key == key {
-                slots[i].value = value
-                return
-            }
-            i = (i &+ 1) & mask
-        }
-        (slots + i).initialize(to: Slot(key: key, value: value))
-        control[i] = tag
-        count += 1
+        withValue(key, inserting: { value }) { held, inserted in if !inserted { held = value } }
     }
 
     /// What `body` makes of `key`'s value, changed in place, inserting `make()` first when `key`
@@ -152,12 +134,14 @@ struct SlotTable<Value>: @unchecked Sendable {
     /// whether the value was just inserted.
     @inline(__always)
     mutating func withValue<R>(_ key: UInt64, inserting make: () -> Value, _ body: (inout Value, _ inserted: Bool) -> R) -> R {
+        // Full past three quarters (`slotsNeeded` asked only then: it doubles its way up from
+        // 8, ~20 steps for a table of a million).
         if slots == nil || count + 1 > (mask + 1) / 4 * 3 {
             resize(to: max(Self.slotsNeeded(for: count + 1), Self.slotsNeeded(for: reserved)))
         } else {
             makeUnique()
         }
-        guard let slots, let control else { var value = make(); return body(&value, true) }  // unreachable
+        guard let slots, let control else { var value = make(); return body(&value, true) }  // unreachable: resize allocated them
         var (i, tag) = place(key)
         while control[i] != 0 {
             if control[i] == tag, slots[i].key == key { return body(&slots[i].value, false) }

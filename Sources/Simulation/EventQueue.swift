@@ -1,3 +1,4 @@
+import CHeap
 import QuorumCrypto
 import QuorumLedger
 import QuorumStore
@@ -504,6 +505,16 @@ extension EventQueue where Payload == Event {
 /// address: neither retained nor dereferenced. For prefetch hints only.
 @inline(__always) func referencedObject(_ memory: UnsafeRawPointer, _ offset: Int) -> UnsafeRawPointer? {
     UnsafeRawPointer(bitPattern: memory.load(fromByteOffset: offset, as: UInt.self) & 0x00FF_FFFF_FFFF_FFF8)
+}
+
+/// Starts loading every cache line of the `count` bytes at `start`. A hint only.
+@inline(__always) func prefetchLines(_ start: UnsafeRawPointer, _ count: Int) {
+    let last = UInt(bitPattern: start) &+ UInt(max(1, count)) &- 1
+    var line = UInt(bitPattern: start) & ~63
+    while line <= last {
+        if let p = UnsafeRawPointer(bitPattern: line) { quorumcoin_prefetch(p) }
+        line &+= 64
+    }
 }
 
 /// Where `Payment` and `Redeem` objects keep their key and their principal (the payer, the

@@ -120,7 +120,7 @@ extension Simulator {
         let stuck = (0..<replicaCount).filter { !faults.isFaulty($0) && cpu[$0].busyUntil > endTime &+ 10 * Time.second }
         let world = InvariantChecker.World(
             honestReplicas: (0..<replicaCount).filter { !faults.isByzantine($0) },
-            storedRecords: { [replicas] i, visit in replicas[i].durable.store.forEach(hintAhead: InvariantChecker.storeHintDistance, InvariantChecker.prefetchStored, visit) },
+            storedRecords: { [replicas] i, visit in InvariantChecker.visitStored(replicas[i].durable.store, visit) },
             holds: { [replicas] i, key in replicas[i].durable.store.contains(key) },
             honestPayments: { [records, bound = LivenessBound(self)] visit in
                 for r in records where r.isHonest && (attackers.isEmpty || !attackers.contains(Int(r.payer))) {

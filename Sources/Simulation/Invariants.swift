@@ -339,6 +339,11 @@ final class InvariantChecker {
         if let proof = referencedObject(record, 8) { quorumcoin_prefetch(proof) }
     }
 
+    /// Every record of `store`, as the end-of-run checks walk it: with `prefetchStored`'s hints.
+    static func visitStored(_ store: RecordStore, _ visit: (borrowing StoredRecord) -> Void) {
+        store.forEach(hintAhead: storeHintDistance, prefetchStored, visit)
+    }
+
     static func invalidStores(context: ProtocolContext, replicas: [Int],
                               storedRecords: (_ replica: Int, _ visit: (borrowing StoredRecord) -> Void) -> Void) -> [(replica: Int, key: Digest)] {
         var findings = [(replica: Int, key: Digest)]()

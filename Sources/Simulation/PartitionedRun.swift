@@ -396,7 +396,7 @@ private final class PartitionWorker {
         guard let sim else { return }
         let mine = (0..<sim.replicaCount).filter { sim.hosts(node: $0) && !sim.faults.isByzantine($0) }
         storeFindings = InvariantChecker.invalidStores(context: sim.context, replicas: mine) { i, visit in
-            sim.replicas[i].durable.store.forEach(hintAhead: InvariantChecker.storeHintDistance, InvariantChecker.prefetchStored, visit)
+            InvariantChecker.visitStored(sim.replicas[i].durable.store, visit)
         }
     }
 
@@ -578,7 +578,7 @@ public final class PartitionedRun: SystemRun {
         let bound = Simulator.LivenessBound(first)
         let world = InvariantChecker.World(
             honestReplicas: Array(0..<replicaCount),
-            storedRecords: { i, visit in sims[Int(owner[i])].replicas[i].durable.store.forEach(hintAhead: InvariantChecker.storeHintDistance, InvariantChecker.prefetchStored, visit) },
+            storedRecords: { i, visit in InvariantChecker.visitStored(sims[Int(owner[i])].replicas[i].durable.store, visit) },
             holds: { i, key in sims[Int(owner[i])].replicas[i].durable.store.contains(key) },
             honestPayments: { visit in
                 for (part, index) in order {

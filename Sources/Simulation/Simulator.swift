@@ -353,13 +353,7 @@ public final class Simulator {
             // sit 80 to 144 bytes in, past the first line, and every message reads them.
             replicas.withUnsafeBufferPointer { b in
                 guard let base = b.baseAddress else { return }
-                let start = UnsafeRawPointer(base + i), end = UnsafeRawPointer(base + i + 1)
-                var line = start
-                while line < end {
-                    quorumcoin_prefetch(line)
-                    line += 64
-                }
-                quorumcoin_prefetch(end - 1)
+                prefetchLines(UnsafeRawPointer(base + i), MemoryLayout<Replica>.stride)
             }
         } else {
             principals.withUnsafeBufferPointer { b in
@@ -433,12 +427,7 @@ public final class Simulator {
     @inline(__always) private static func prefetch(_ hint: LookupHint?) {
         guard let hint else { return }
         quorumcoin_prefetch(hint.control)
-        let last = UInt(bitPattern: hint.slot) &+ UInt(max(1, hint.slotBytes)) &- 1
-        var line = UInt(bitPattern: hint.slot) & ~63
-        while line <= last {
-            if let p = UnsafeRawPointer(bitPattern: line) { quorumcoin_prefetch(p) }
-            line &+= 64
-        }
+        prefetchLines(hint.slot, hint.slotBytes)
     }
 
     /// Where a principal's state points, read from its (prefetched) slot: the writers array's

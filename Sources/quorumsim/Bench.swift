@@ -284,13 +284,10 @@ enum MemoryLatency {
         let block = UnsafeMutableRawPointer.allocate(byteCount: lines * lineBytes, alignment: 4096)
         defer { block.deallocate() }
         var random = DeterministicRandom(seed: 5, stream: "bench-memory-latency")
-        // One line in each run of `spacing`, visited in a random cyclic order (Sattolo's shuffle).
+        // One line in each run of `spacing`, in a random order; each points to the next in that
+        // order and the last to the first: one cycle through them all.
         var order = (0..<chain).map { $0 * spacing + random.uniform(below: spacing) }
-        var i = chain - 1
-        while i > 0 {
-            order.swapAt(i, random.uniform(below: i))
-            i -= 1
-        }
+        random.shuffle(&order)
         for k in 0..<chain {
             block.storeBytes(of: order[(k + 1) % chain] * lineBytes, toByteOffset: order[k] * lineBytes, as: Int.self)
         }
@@ -299,7 +296,6 @@ enum MemoryLatency {
         for _ in 0..<steps { at = block.load(fromByteOffset: at, as: Int.self) }
         let elapsed = ContinuousClock.now - start
         if at < 0 { print(at) }  // never: it keeps the walk from being optimized away
-        let (s, attoseconds) = elapsed.components
-        return (Double(s) * 1e9 + Double(attoseconds) / 1e9) / Double(steps)
+        return seconds(elapsed) * 1e9 / Double(steps)
     }
 }
