@@ -402,7 +402,9 @@ public final class Simulator {
               let keyAt = recordKeyAt, let principalAt = recordPrincipalAt else { return }
         let record: UnsafeRawPointer?, parent: UnsafeRawPointer?
         switch shape {
-        case .records: record = referencedObject(box, 32); parent = nil
+        // Read, not just prefetched, so only where it exists: an empty list's storage (a shared
+        // 32-byte object) has no first element.
+        case .records: record = box.load(fromByteOffset: 16, as: Int.self) > 0 ? referencedObject(box, 32) : nil; parent = nil
         case .write(parentsArray: false): record = referencedObject(box, 16); parent = referencedObject(box, 24)
         case .write(parentsArray: true): record = referencedObject(box, 16); parent = nil
         case .vote, .other: return

@@ -321,6 +321,7 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         func address(_ o: ObjectIdentifier?) -> UnsafeRawPointer? { o.flatMap { UnsafeRawPointer(bitPattern: UInt(bitPattern: $0)) } }
         #expect(referencedObject(upcoming.object, 32) == address(record.identity.record))
         #expect(referencedObject(upcoming.object, 40) == address(record.identity.proof))
+        #expect(upcoming.object.load(fromByteOffset: 16, as: Int.self) == 1)  // the count the hint checks first
 
         // A store's hint is where its lookup finds the record: the home slot, or one a few on.
         var store = RecordStore()
