@@ -75,8 +75,10 @@ public enum RedeemProof: Hashable, Sendable {
     /// A certificate of type `redeem` over (k, H("qc/rval", spender)) from G(owner).
     case certificate(Certificate)
     /// The `batched` variant: the spending payment's `batch` certificate, whose inputs include this
-    /// redeem's output (one vote locked all inputs and the payment together).
-    case batch(CertifiedPayment)
+    /// redeem's output (one vote locked all inputs and the payment together). Boxed (`indirect`),
+    /// so a proof is one word and a stored record two: a replica's store slot shrinks from 33 to
+    /// 25 bytes, for a box allocated per batched redeem.
+    indirect case batch(CertifiedPayment)
 }
 
 /// A redeem with its proof.
