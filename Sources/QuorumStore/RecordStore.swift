@@ -1,10 +1,11 @@
 import QuorumCrypto
 
 /// A replica's certified records by key, in a `SlotTable` indexed by the first 8 bytes of the
-/// key (a slot of 8 bytes and the record's references, not 32 bytes of key and the record), the
-/// whole key checked against the record's own. A key whose first 8 bytes match a held record's
-/// of another key (never by chance at simulation sizes, but records may be crafted to) goes to a
-/// second table keyed by the whole digest, so a collision costs space, never a wrong answer.
+/// key (a slot of 8 bytes and the record's two references, 25 bytes with its control byte, not
+/// 32 bytes of key and the record), the whole key checked against the record's own. A key whose
+/// first 8 bytes match a held record's of another key (never by chance at simulation sizes, but
+/// records may be crafted to) goes to a second table keyed by the whole digest, so a collision
+/// costs space, never a wrong answer.
 /// Iteration order is unspecified: sort before it reaches an output.
 public struct RecordStore: Sendable {
     private var primary = SlotTable<StoredRecord>()

@@ -390,7 +390,7 @@ public final class Simulator {
                 if let second = referencedObject(box, 24) { quorumcoin_prefetch(second + (parentsArray ? 32 : 0)) }
             case .records:
                 if let record = referencedObject(box, 32) { quorumcoin_prefetch(record) }
-                // Its proof: a certificate's storage (or, for a batched redeem, a payment).
+                // Its proof: a certificate's storage (or, for a batched redeem, the box of its payment).
                 if let proof = referencedObject(box, 40) { quorumcoin_prefetch(proof) }
             case .vote:
                 if let statement = referencedObject(box, 16) { quorumcoin_prefetch(statement) }

@@ -425,6 +425,28 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
     }
 }
 
+/// A stored record is two words (its record and its proof), so a replica's store slot is 25
+/// bytes with its prefix and control byte: a batched redeem's payment proof lives in a box.
+@Suite struct StoredRecordLayoutTests {
+    @Test func storedRecordsAreTwoWordsAndBatchProofsReadBack() {
+        #expect(MemoryLayout<RedeemProof>.size == 8)
+        #expect(MemoryLayout<CertifiedRedeem>.size == 16 && MemoryLayout<StoredRecord>.size == 16)
+        #expect(SlotTable<StoredRecord>.slotBytes == 25)
+        let owner = ModelledVerifier(key: Bytes32(word: 2)).keyPair(seed: Bytes32(word: 1))
+        let body = PaymentBody(networkId: 1, payer: owner.publicKey, inputs: [], outputs: [], fee: 0, nonce: 1)
+        let payment = Payment.signed(body, by: owner)
+        let statement = VoteStatement(networkId: 1, epoch: 1, group: GroupID(raw: 0), type: .batch, key: payment.key, valueHash: payment.key)
+        let certified = CertifiedPayment(payment: payment, proof: .certificate(Certificate(statement: statement, votes: [])))
+        let redeem = Redeem.signed(networkId: 1, input: InputRef(parentKey: Digest(word: 3), index: 0), spender: payment.key, by: owner)
+        let stored = StoredRecord.redeem(CertifiedRedeem(redeem: redeem, proof: .batch(certified)))
+        guard case let .redeem(r) = stored, case let .batch(p) = r.proof else {
+            Issue.record("a batched redeem's proof did not read back")
+            return
+        }
+        #expect(p == certified && p.payment === payment && r.redeem === redeem && stored.key == redeem.key)
+    }
+}
+
 @Suite struct CertificateCacheTests {
     /// A certificate whose signatures verified is not verified again in the same context, but is
     /// charged the same; its statement is still checked every time; edits, other verifiers and
