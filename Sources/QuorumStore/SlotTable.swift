@@ -14,7 +14,7 @@ import QuorumCrypto
 /// same, so sort before it reaches an output.
 ///
 /// A value type: copies share the slots until one of them changes (then it copies them).
-struct SlotTable<Value>: @unchecked Sendable {
+public struct SlotTable<Value>: @unchecked Sendable {
     struct Slot {
         var key: UInt64
         var value: Value
@@ -56,19 +56,19 @@ struct SlotTable<Value>: @unchecked Sendable {
     private var control: UnsafeMutablePointer<UInt8>?
     /// Capacity − 1 (a power of two less one); 0 until the first insertion.
     private var mask = 0
-    private(set) var count = 0
+    public private(set) var count = 0
     /// Entries wanted room for when the slots are first allocated.
     private var reserved = 0
 
-    init() {}
+    public init() {}
 
     var isEmpty: Bool { count == 0 }
     /// Slots allocated (0 before the first insertion).
-    var capacity: Int { slots == nil ? 0 : mask + 1 }
+    public var capacity: Int { slots == nil ? 0 : mask + 1 }
 
     /// Makes room for `count` entries: now if the slots exist, else when they are first needed
     /// (so a table reserved at setup is filled by whichever thread runs it).
-    mutating func reserveCapacity(_ count: Int) {
+    public mutating func reserveCapacity(_ count: Int) {
         if slots == nil {
             reserved = max(reserved, count)
         } else if Self.slotsNeeded(for: count) > capacity {
@@ -119,7 +119,7 @@ struct SlotTable<Value>: @unchecked Sendable {
     /// What `body` makes of `key`'s value, lent in place; nil if `key` is absent. Unlike the
     /// subscript, no copy: copying a value that holds references retains each, loading its
     /// object (a cold line in a large run, for objects the caller may not read at all).
-    @inline(__always) func withValue<R>(_ key: UInt64, _ body: (borrowing Value) -> R) -> R? {
+    @inline(__always) public func withValue<R>(_ key: UInt64, _ body: (borrowing Value) -> R) -> R? {
         guard let slots, let i = index(of: key) else { return nil }
         return body(slots[i].value)
     }
@@ -133,7 +133,7 @@ struct SlotTable<Value>: @unchecked Sendable {
     /// is absent: one probe either way (`set` after a failed lookup is two). `body` is told
     /// whether the value was just inserted.
     @inline(__always)
-    mutating func withValue<R>(_ key: UInt64, inserting make: () -> Value, _ body: (inout Value, _ inserted: Bool) -> R) -> R {
+    public mutating func withValue<R>(_ key: UInt64, inserting make: () -> Value, _ body: (inout Value, _ inserted: Bool) -> R) -> R {
         // Full past three quarters (`slotsNeeded` asked only then: it doubles its way up from
         // 8, ~20 steps for a table of a million).
         if slots == nil || count + 1 > (mask + 1) / 4 * 3 {
@@ -198,7 +198,7 @@ struct SlotTable<Value>: @unchecked Sendable {
     }
 
     /// Calls `body` with every value, in slot order, lent in place (see `withValue`).
-    func forEach(_ body: (borrowing Value) -> Void) {
+    public func forEach(_ body: (borrowing Value) -> Void) {
         guard let slots, let control else { return }
         for i in 0...mask where control[i] != 0 { body(slots[i].value) }
     }
@@ -249,7 +249,7 @@ struct SlotTable<Value>: @unchecked Sendable {
     }
 
     /// Bytes of one slot and its control byte.
-    static var slotBytes: Int { MemoryLayout<Slot>.stride + 1 }
+    public static var slotBytes: Int { MemoryLayout<Slot>.stride + 1 }
 }
 
 /// Where a table lookup starts reading: its home slot's control byte, and the slot, `slotBytes`

@@ -43,9 +43,9 @@ final class InvariantChecker {
     private var reads: [Digest: [(start: UInt64, end: UInt64, found: Bool)]] = [:]
     /// Per (redeem key, spender): the certified redeem record as first seen, and whether a redeem
     /// duly signed by its owner was seen (one table for both: the claims are the same keys).
-    private var claims: [RedeemClaim: ClaimFacts] = [:]
+    private var claims = ClaimTable()
     /// A partitioned run's other partitions' claims (looked up, not copied: `merging`).
-    private var moreClaims: [[RedeemClaim: ClaimFacts]] = []
+    private var moreClaims: [ClaimTable] = []
     /// After a merge, the partition each entry of `paymentList` was taken from (0: `claims`,
     /// k: `moreClaims[k - 1]`): the one whose claims to look in first (empty: one partition).
     private var listedFrom: [UInt8] = []
@@ -90,6 +90,68 @@ final class InvariantChecker {
         let spender: Digest
         /// One mixer over both, not SipHash (one lookup per redeem the checker sees).
         func _rawHashValue(seed: Int) -> Int { input._rawHashValue(seed: spender._rawHashValue(seed: seed)) }
+    }
+
+    /// The claims by (input, spender), in one-line slots: a 64-bit mix of the claim, the first
+    /// redeem seen for it (whose input and spender name it) and its facts, 41 bytes a slot where
+    /// a `Dictionary` bucket held the 72-byte claim and the facts apart (96 bytes, and a cold
+    /// line each for bitmap, key and value). A claim found through the redeem being observed
+    /// (the same object, as a run passes one redeem from its payer to every node) is matched
+    /// without loading the stored one; the end-of-run checks, which have no redeem at hand,
+    /// compare the stored one's input and spender. A claim whose mix another holds already
+    /// (crafted, or by chance) goes to a `Dictionary` beside it: a collision costs space, never
+    /// a wrong answer. Iteration order is unspecified: sort before it reaches an output.
+    struct ClaimTable {
+        struct Entry {
+            let redeem: Redeem
+            var facts: ClaimFacts
+        }
+        private var primary = SlotTable<Entry>()
+        private var colliding: [RedeemClaim: ClaimFacts] = [:]
+
+        mutating func reserveCapacity(_ count: Int) { primary.reserveCapacity(count) }
+
+        @inline(__always) private static func slot(_ claim: RedeemClaim) -> UInt64 {
+            UInt64(bitPattern: Int64(claim._rawHashValue(seed: 0)))
+        }
+
+        @inline(__always) private static func names(_ entry: borrowing Entry, _ claim: RedeemClaim, _ redeem: Redeem?) -> Bool {
+            if let redeem, entry.redeem === redeem { return true }
+            return entry.redeem.input == claim.input && entry.redeem.spender == claim.spender
+        }
+
+        /// What `body` makes of the facts of `claim`, lent in place (a copy would retain the
+        /// record's objects, loading them); nil if there are none. `redeem`, if given, is a
+        /// redeem of the claim, matched by identity first.
+        func withFacts<R>(_ claim: RedeemClaim, of redeem: Redeem? = nil, _ body: (borrowing ClaimFacts) -> R) -> R? {
+            var result: R?
+            let held = primary.withValue(Self.slot(claim)) { entry -> Bool in
+                guard Self.names(entry, claim, redeem) else { return false }
+                result = body(entry.facts)
+                return true
+            } ?? false
+            if held { return result }
+            guard !colliding.isEmpty, let facts = colliding[claim] else { return nil }
+            return body(facts)
+        }
+
+        /// Changes the facts of `claim` (a claim of `redeem`), starting from none.
+        mutating func update(_ claim: RedeemClaim, of redeem: Redeem, _ change: (inout ClaimFacts) -> Void) {
+            let ours = primary.withValue(Self.slot(claim), inserting: { Entry(redeem: redeem, facts: ClaimFacts()) }) { entry, inserted in
+                guard inserted || Self.names(entry, claim, redeem) else { return false }
+                change(&entry.facts)
+                return true
+            }
+            if !ours { change(&colliding[claim, default: ClaimFacts()]) }
+        }
+
+        /// Every certified redeem record held, in no particular order.
+        var records: [CertifiedRedeem] {
+            var out = [CertifiedRedeem]()
+            primary.forEach { if let r = $0.facts.record { out.append(r) } }
+            for facts in colliding.values { if let r = facts.record { out.append(r) } }
+            return out
+        }
     }
 
     /// - Parameter expectedPayments: payments the run is expected to certify, each with about
@@ -196,8 +258,8 @@ final class InvariantChecker {
 
     private func claim(_ redeem: Redeem, parent: Payment?) {
         let c = RedeemClaim(input: redeem.input, spender: redeem.spender)
-        guard claims[c]?.signed != true, let parent else { return }
-        if (try? context.rules.checkRedeem(redeem, parent: parent, verifier: meter)) != nil { claims[c, default: ClaimFacts()].signed = true }
+        guard claims.withFacts(c, of: redeem, { $0.signed }) != true, let parent else { return }
+        if (try? context.rules.checkRedeem(redeem, parent: parent, verifier: meter)) != nil { claims.update(c, of: redeem) { $0.signed = true } }
     }
 
     /// A certified record seen on the wire: counted only if its proof verifies.
@@ -213,8 +275,9 @@ final class InvariantChecker {
         case let .redeem(r):
             let fact = RedeemClaim(input: r.redeem.input, spender: r.redeem.spender)
             let context = context, meter = meter
-            guard claims[fact]?.record == nil, verifying({ (try? context.verify(r, meter: meter, verified: &$0)) != nil }) else { return }
-            claims[fact, default: ClaimFacts()].record = r
+            guard claims.withFacts(fact, of: r.redeem, { $0.record != nil }) != true,
+                  verifying({ (try? context.verify(r, meter: meter, verified: &$0)) != nil }) else { return }
+            claims.update(fact, of: r.redeem) { $0.record = r }
             if case let .batch(p) = r.proof { record(.payment(p), at: time) }
             if case .certificate = r.proof {
                 // A redeem certificate is W votes for "k is spent by this spender".
@@ -616,7 +679,7 @@ extension InvariantChecker {
     /// two-partition run missed first, three cold lines each).
     private func signedClaim(_ claim: RedeemClaim, listedAt position: Int) -> Bool {
         let tables = 1 + moreClaims.count
-        func signed(in k: Int) -> Bool { (k == 0 ? claims : moreClaims[k - 1])[claim]?.signed == true }
+        func signed(in k: Int) -> Bool { (k == 0 ? claims : moreClaims[k - 1]).withFacts(claim) { $0.signed } == true }
         let first = position < listedFrom.count ? min(Int(listedFrom[position]), tables - 1) : 0
         if signed(in: first) { return true }
         for k in 0..<tables where k != first && signed(in: k) { return true }
@@ -678,7 +741,7 @@ extension InvariantChecker {
         for (i, part) in parts.enumerated() {
             part.accepted = []
             if i == 0 { merged.claims = part.claims } else { merged.moreClaims.append(part.claims) }
-            part.claims = [:]
+            part.claims = ClaimTable()
             for key in part.reads.keys.sorted() { merged.reads[key, default: []] += part.reads[key] ?? [] }
             part.reads = [:]
             merged.violations += part.violations
@@ -690,7 +753,7 @@ extension InvariantChecker {
     /// Every certified record seen, in key order (payments, then redeems).
     var certifiedRecords: [StoredRecord] {
         let ps = paymentList.map(\.record).sorted { $0.key < $1.key }.map { StoredRecord.payment($0) }
-        let rs = claims.values.compactMap(\.record).sorted { ($0.key, $0.redeem.spender) < ($1.key, $1.redeem.spender) }
+        let rs = claims.records.sorted { ($0.key, $0.redeem.spender) < ($1.key, $1.redeem.spender) }
             .map { StoredRecord.redeem($0) }
         return ps + rs
     }
