@@ -291,9 +291,6 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(hinted.count >= 20 && hinted.allSatisfy { visited.contains($0) })
     }
 
-    /// The lookup hints read a record's key and principal at offsets shared by payments and
-    /// redeems, a commit's certificate beside its record, and where a store's and the group
-    /// memo's lookups start: check all of it on the toolchain in use.
     /// A Commit's or gossip's record list may be empty (a Byzantine sender can send one).
     /// Delivered to every replica throughout a run, through the whole event loop and its
     /// prefetch stage, empty lists change none of the run's outcomes. (That the prefetch stage
@@ -323,6 +320,9 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(probed.events >= plain.events + UInt64(40 * probed.replicaCount))
     }
 
+    /// The lookup hints read a record's key and principal at offsets shared by payments and
+    /// redeems, a commit's certificate beside its record, and where a store's and the group
+    /// memo's lookups start: check all of it on the toolchain in use.
     @Test func lookupHintsFindRecordKeysCertificatesAndTableSlots() throws {
         let keyAt = try #require(RecordLayout.keyOffset), principalAt = try #require(RecordLayout.principalOffset)
         let alice = Ed25519KeyPair(seed: Bytes32(word: 1))
