@@ -108,12 +108,21 @@ final class InvariantChecker {
         }
         private var primary = SlotTable<Entry>()
         private var colliding: [RedeemClaim: ClaimFacts] = [:]
+        /// All ones in a run. Tests narrow it so that most claims share a slot with another
+        /// (as `RecordStore`'s and `DigestMap`'s prefix masks do): the `Dictionary` in use.
+        private let slotMask: UInt64
+
+        init() { slotMask = .max }
+        init(slotMask: UInt64) { self.slotMask = slotMask }
 
         mutating func reserveCapacity(_ count: Int) { primary.reserveCapacity(count) }
 
-        @inline(__always) private static func slot(_ claim: RedeemClaim) -> UInt64 {
-            UInt64(bitPattern: Int64(claim._rawHashValue(seed: 0)))
+        @inline(__always) private func slot(_ claim: RedeemClaim) -> UInt64 {
+            UInt64(bitPattern: Int64(claim._rawHashValue(seed: 0))) & slotMask
         }
+
+        /// Claims held in the `Dictionary` beside the slots (for tests).
+        var collidingCount: Int { colliding.count }
 
         @inline(__always) private static func names(_ entry: borrowing Entry, _ claim: RedeemClaim, _ redeem: Redeem?) -> Bool {
             if let redeem, entry.redeem === redeem { return true }
@@ -125,7 +134,7 @@ final class InvariantChecker {
         /// redeem of the claim, matched by identity first.
         func withFacts<R>(_ claim: RedeemClaim, of redeem: Redeem? = nil, _ body: (borrowing ClaimFacts) -> R) -> R? {
             var result: R?
-            let held = primary.withValue(Self.slot(claim)) { entry -> Bool in
+            let held = primary.withValue(slot(claim)) { entry -> Bool in
                 guard Self.names(entry, claim, redeem) else { return false }
                 result = body(entry.facts)
                 return true
@@ -137,7 +146,7 @@ final class InvariantChecker {
 
         /// Changes the facts of `claim` (a claim of `redeem`), starting from none.
         mutating func update(_ claim: RedeemClaim, of redeem: Redeem, _ change: (inout ClaimFacts) -> Void) {
-            let ours = primary.withValue(Self.slot(claim), inserting: { Entry(redeem: redeem, facts: ClaimFacts()) }) { entry, inserted in
+            let ours = primary.withValue(slot(claim), inserting: { Entry(redeem: redeem, facts: ClaimFacts()) }) { entry, inserted in
                 guard inserted || Self.names(entry, claim, redeem) else { return false }
                 change(&entry.facts)
                 return true

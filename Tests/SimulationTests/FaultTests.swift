@@ -176,6 +176,64 @@ func violated(_ scenario: Scenario) throws -> Set<String> {
         #expect(flagged([[forged], [.payment(good)], [forged]]) == ["replica 0 \(bad)", "replica 2 \(bad)"])
     }
 
+    /// The checker's claims table against a `Dictionary`, under random updates and lookups of 48
+    /// claims, each reached through either of two equal redeem objects or none (the end-of-run
+    /// checks have none), its slot narrowed to 2 bits so that most claims land on a slot another
+    /// holds: those live in the `Dictionary` beside the slots, and every answer must stay that
+    /// claim's own.
+    @Test(arguments: [UInt64.max, 0x3]) func claimTableMatchesADictionary(slotMask: UInt64) {
+        let owner = ModelledVerifier(key: Bytes32(word: 2)).keyPair(seed: Bytes32(word: 1))
+        let body = PaymentBody(networkId: 1, payer: owner.publicKey, inputs: [], outputs: [], fee: 0, nonce: 1)
+        let payment = Payment.signed(body, by: owner)
+        let proof = RedeemProof.batch(CertifiedPayment(payment: payment, proof: .certificate(Certificate(
+            statement: VoteStatement(networkId: 1, epoch: 1, group: GroupID(raw: 0), type: .batch, key: payment.key, valueHash: payment.key), votes: []))))
+        typealias Claim = InvariantChecker.RedeemClaim
+        var claims = [Claim]()
+        var redeems = [Claim: (Redeem, Redeem)]()
+        for parent in 0..<12 {
+            for spender in 0..<4 {
+                let input = InputRef(parentKey: Digest(word: UInt64(parent) &* 0x9E37_79B9_7F4A_7C15), index: UInt32(spender % 2))
+                let spenderKey = Digest(word: UInt64(100 + spender))
+                let claim = Claim(input: input, spender: spenderKey)
+                claims.append(claim)
+                redeems[claim] = (Redeem.signed(networkId: 1, input: input, spender: spenderKey, by: owner),
+                                  Redeem.signed(networkId: 1, input: input, spender: spenderKey, by: owner))
+            }
+        }
+        var table = InvariantChecker.ClaimTable(slotMask: slotMask)
+        var model = [Claim: (signed: Bool, recorded: Bool)]()
+        var random = DeterministicRandom(seed: 5, stream: "claim-table")
+        for _ in 0..<4_000 {
+            let claim = claims[random.uniform(below: claims.count)]
+            guard let (a, b) = redeems[claim] else { continue }
+            let redeem = random.uniform(below: 2 as Int) == 0 ? a : b
+            switch random.uniform(below: 3 as Int) {
+            case 0:
+                table.update(claim, of: redeem) { $0.signed = true }
+                model[claim, default: (false, false)].signed = true
+            case 1:
+                table.update(claim, of: redeem) { $0.record = CertifiedRedeem(redeem: redeem, proof: proof) }
+                model[claim, default: (false, false)].recorded = true
+            default:
+                let through: Redeem? = [nil, a, b][random.uniform(below: 3)]
+                let facts = table.withFacts(claim, of: through) { (signed: $0.signed, recorded: $0.record != nil) }
+                #expect(facts?.signed == model[claim]?.signed && facts?.recorded == model[claim]?.recorded)
+                if let r = table.withFacts(claim, { $0.record?.redeem }) ?? nil {
+                    #expect(r.input == claim.input && r.spender == claim.spender)
+                }
+            }
+        }
+        for claim in claims {
+            let facts = table.withFacts(claim) { (signed: $0.signed, recorded: $0.record != nil) }
+            #expect(facts?.signed == model[claim]?.signed && facts?.recorded == model[claim]?.recorded)
+        }
+        let recorded = table.records.map { Claim(input: $0.redeem.input, spender: $0.redeem.spender) }
+        #expect(recorded.count == Set(recorded).count)
+        #expect(Set(recorded) == Set(model.filter { $0.value.recorded }.keys))
+        // Four slots for 48 claims: most are in the Dictionary. All ones: none are.
+        #expect(slotMask == .max ? table.collidingCount == 0 : table.collidingCount >= 40)
+    }
+
     @Test func livenessCheckersFire() throws {
         let (sim, base) = try setUp()
         let key = sim.records[0].key
