@@ -104,7 +104,7 @@ public struct SlotTable<Value>: @unchecked Sendable {
 
     /// Where a lookup of `key` starts reading (its home slot's control byte and the slot), for a
     /// host's prefetch hints; nil before the first insertion. Reads neither.
-    @inline(__always) func lookupAddresses(_ key: UInt64) -> LookupHint? {
+    @inline(__always) public func lookupAddresses(_ key: UInt64) -> LookupHint? {
         guard let slots, let control else { return nil }
         let home = place(key).home
         return LookupHint(control: UnsafeRawPointer(control + home), slot: UnsafeRawPointer(slots + home),

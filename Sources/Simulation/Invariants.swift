@@ -124,6 +124,15 @@ final class InvariantChecker {
         /// Claims held in the `Dictionary` beside the slots (for tests).
         var collidingCount: Int { colliding.count }
 
+        /// Where a lookup of `claim` starts reading, for prefetch hints (see `SlotTable`).
+        @inline(__always) func lookupAddresses(_ claim: RedeemClaim) -> LookupHint? { primary.lookupAddresses(slot(claim)) }
+
+        /// The object of the redeem held in `claim`'s slot, if one is (perhaps another claim's),
+        /// as a raw address: what a lookup without a redeem at hand compares next. A hint only.
+        @inline(__always) func firstRedeemAddress(_ claim: RedeemClaim) -> UnsafeRawPointer? {
+            primary.withValue(slot(claim)) { UnsafeRawPointer(Unmanaged.passUnretained($0.redeem).toOpaque()) }
+        }
+
         @inline(__always) private static func names(_ entry: borrowing Entry, _ claim: RedeemClaim, _ redeem: Redeem?) -> Bool {
             if let redeem, entry.redeem === redeem { return true }
             return entry.redeem.input == claim.input && entry.redeem.spender == claim.spender
@@ -341,20 +350,25 @@ final class InvariantChecker {
     private struct SpendMap {
         /// Known outputs by their 8-byte names, hashed by the 64-bit mixer rather than SipHash
         /// (the end-of-run checks look up every input of the run two or three times).
-        private var known: [MixedWord: Int32]
+        private var known = SlotTable<Int32>()
         private var unknown: [InputRef: Int32] = [:]
-        init(capacity: Int) { known = Dictionary(minimumCapacity: capacity) }
+        init(capacity: Int) { known.reserveCapacity(capacity) }
         subscript(output: Output) -> Int32? {
             switch output {
-            case let .known(id): return known[MixedWord(id)]
+            case let .known(id): return known.withValue(id) { $0 }
             case let .unknown(input): return unknown[input]
             }
         }
         mutating func set(_ output: Output, _ value: Int32) {
             switch output {
-            case let .known(id): known[MixedWord(id)] = value
+            case let .known(id): known.withValue(id, inserting: { value }) { held, _ in held = value }
             case let .unknown(input): unknown[input] = value
             }
+        }
+        /// Where a lookup of a known output starts reading, for prefetch hints.
+        func lookupAddresses(_ output: Output) -> LookupHint? {
+            guard case let .known(id) = output else { return nil }
+            return known.lookupAddresses(id)
         }
     }
 
@@ -472,6 +486,7 @@ final class InvariantChecker {
         // certificate, a cold line per payment that no check here reads.
         for position in paymentList.indices {
             prefetchListed(position)
+            prefetchSpending(position, spentBy)
             let p = paymentList[position].record.payment, seen = paymentList[position].seen, key = p.key
             if genesis.contains(key) {
                 outputsTotal += sum(p.outputs)
@@ -513,6 +528,7 @@ final class InvariantChecker {
             outputsTotal += sum(p.outputs)
             feesTotal += UInt128(p.body.fee)
         }
+        spentBy = SpendMap(capacity: 0)  // freed before S8's map is built (the run's memory peak)
         // S7: no certified payment has an invalid ancestor (one breaking S4, S5 or S6, or missing).
         var tainted = invalid
         var changed = !invalid.isEmpty  // nothing invalid, nothing tainted: no pass over the DAG
@@ -625,6 +641,62 @@ extension InvariantChecker {
         }
     }
 
+    /// Hints for what the pass over `paymentList` looks up for each input of a payment, each
+    /// at random in tables of a million entries, one lookup depending on the last. For the
+    /// payment 5 entries on (whose object and input array `prefetchListed` loaded): its parents'
+    /// index slots and its claims' slots. 3 on, from those: its parents' entries in the list and
+    /// its outputs' slots in `spentBy`. 2 on: the parent payments' objects and the claims' first
+    /// redeems (which a claim is matched against). 1 on: the parents' output arrays. At most two
+    /// inputs each (nearly every payment has one or two). Hints only, like `prefetchListed`.
+    @inline(__always) private func prefetchSpending(_ position: Int, _ spentBy: borrowing SpendMap) {
+        let count = paymentList.count
+        typealias Entry = (record: CertifiedPayment, seen: UInt64)
+        func claimTable(_ q: Int) -> ClaimTable {
+            let first = q < listedFrom.count ? min(Int(listedFrom[q]), moreClaims.count) : 0
+            return first == 0 ? claims : moreClaims[first - 1]
+        }
+        if position + 5 < count {
+            let q = position + 5
+            let p = paymentList[q].record.payment
+            let table = claimTable(q)
+            for input in p.inputs.prefix(2) {
+                InvariantChecker.prefetchLookup(paymentIndex.lookupAddresses(keyPrefix: input.parentKey.prefix64))
+                InvariantChecker.prefetchLookup(table.lookupAddresses(RedeemClaim(input: input, spender: p.key)))
+            }
+        }
+        paymentList.withUnsafeBufferPointer { b in
+            guard let base = b.baseAddress else { return }
+            let raw = UnsafeRawPointer(base)
+            if position + 3 < count {
+                for input in b[position + 3].record.payment.inputs.prefix(2) {
+                    guard let i = paymentIndex[input.parentKey] else { continue }
+                    quorumcoin_prefetch(raw + Int(i) * MemoryLayout<Entry>.stride)
+                    InvariantChecker.prefetchLookup(spentBy.lookupAddresses(.known(parent: Int(i), index: input.index)))
+                }
+            }
+            if position + 2 < count {
+                let p = b[position + 2].record.payment
+                let table = claimTable(position + 2)
+                for input in p.inputs.prefix(2) {
+                    if let i = paymentIndex[input.parentKey], let parent = InvariantChecker.listedPayment(b, base: raw, Int(i), recordAt: 0) {
+                        quorumcoin_prefetch(parent + InvariantChecker.paymentOutputsOffset)
+                    }
+                    if let redeem = table.firstRedeemAddress(RedeemClaim(input: input, spender: p.key)) { quorumcoin_prefetch(redeem) }
+                }
+            }
+            if position + 1 < count {
+                for input in b[position + 1].record.payment.inputs.prefix(2) {
+                    if let i = paymentIndex[input.parentKey],
+                       let parent = InvariantChecker.listedPayment(b, base: raw, Int(i), recordAt: 0),
+                       let outputs = referencedObject(parent, InvariantChecker.paymentOutputsOffset) {
+                        quorumcoin_prefetch(outputs)
+                        quorumcoin_prefetch(outputs + 64)
+                    }
+                }
+            }
+        }
+    }
+
     @inline(__always) private func prefetchAccepted(_ position: Int) {
         accepted.withUnsafeBufferPointer { b in
             guard let base = b.baseAddress else { return }
@@ -647,6 +719,19 @@ extension InvariantChecker {
     @inline(__always) static func listedPayment<T>(_ b: UnsafeBufferPointer<T>, base: UnsafeRawPointer, _ index: Int, recordAt: Int) -> UnsafeRawPointer? {
         guard index < b.count else { return nil }
         return referencedObject(base + index * MemoryLayout<T>.stride, recordAt + certifiedPaymentOffset)
+    }
+
+    /// The first 8 bytes of the key of the record object at `object` (big-endian, as
+    /// `Digest.prefix64` reads them), `keyAt` bytes in: what a table's slot is chosen by.
+    @inline(__always) static func keyPrefix(_ object: UnsafeRawPointer, _ keyAt: Int) -> UInt64 {
+        UInt64(bigEndian: object.load(fromByteOffset: keyAt, as: UInt64.self))
+    }
+
+    /// Starts loading a lookup's control byte and its home slot (a hint only).
+    @inline(__always) static func prefetchLookup(_ hint: LookupHint?) {
+        guard let hint else { return }
+        quorumcoin_prefetch(hint.control)
+        quorumcoin_prefetch(hint.slot)
     }
 
     /// A payment object's three lines (key, payer, input and output arrays).
@@ -712,15 +797,25 @@ extension InvariantChecker {
             defer { part.paymentList = [] }
             return part.paymentList
         }
+        let keyAt = RecordLayout.keyOffset
         moveOut(of: &lists, in: order, hint: { j, lists in
             // The key read below is in the entry's payment object, cold: start loading the one
-            // `hintDistance` entries on (a hint, as in the end-of-run passes).
-            guard j + hintDistance < order.count else { return }
-            let (list, index) = order[j + hintDistance]
+            // `hintDistance` entries on (a hint, as in the end-of-run passes); and, from the
+            // object that hint loaded, the merged index's slot for the key half as far on.
+            if j + hintDistance < order.count {
+                let (list, index) = order[j + hintDistance]
+                lists[list].withUnsafeBufferPointer { b in
+                    guard let base = b.baseAddress,
+                          let payment = listedPayment(b, base: UnsafeRawPointer(base), index, recordAt: 0) else { return }
+                    prefetchPaymentObject(payment)
+                }
+            }
+            guard let keyAt, j + hintDistance / 2 < order.count else { return }
+            let (list, index) = order[j + hintDistance / 2]
             lists[list].withUnsafeBufferPointer { b in
                 guard let base = b.baseAddress,
                       let payment = listedPayment(b, base: UnsafeRawPointer(base), index, recordAt: 0) else { return }
-                prefetchPaymentObject(payment)
+                prefetchLookup(merged.paymentIndex.lookupAddresses(keyPrefix: keyPrefix(payment, keyAt)))
             }
         }, keeping: { merged.paymentIndex[$0.pointee.record.key] == nil }, into: { list, entry in
             merged.paymentIndex[entry.record.key] = Int32(truncatingIfNeeded: merged.paymentList.count)
