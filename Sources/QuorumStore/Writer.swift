@@ -38,6 +38,12 @@ public struct Writer {
     /// Collecting votes, then acks, for one record. What every vote and ack reads (type, key,
     /// value hash, votes, certificate, acks) is declared first: the round's first 120 bytes, two
     /// cache lines of the rounds array where they were three.
+    ///
+    /// A round keeps neither its Prepare nor its Commit: each is built when sent (again on a
+    /// retry, from the writer's records), so the last delivery frees it, its box and its
+    /// references just read, instead of the writer's end, long after, every one a cold line in a
+    /// large run. For the same reason the votes and the statement go once the certificate holds
+    /// them.
     struct Round {
         let type: RecordType
         let key: Digest
@@ -50,16 +56,14 @@ public struct Writer {
         var acked = MemberSet()
         var refused: [ReplicaID] = []
         var refusal: RejectReason?
-        let statement: VoteStatement
-        var prepare: Message
-        var commit: Message?
+        /// Until the certificate is made.
+        var statement: VoteStatement?
 
-        init(type: RecordType, key: Digest, statement: VoteStatement, prepare: Message, quorum: Int) {
+        init(type: RecordType, key: Digest, statement: VoteStatement, quorum: Int) {
             self.type = type
             self.key = key
             self.valueHash = statement.valueHash
             self.statement = statement
-            self.prepare = prepare
             // Room for the W votes a certificate takes, allocated once (grown one by one, an
             // array of 68-byte votes was reallocated three times per round).
             votes.reserveCapacity(quorum)
@@ -143,28 +147,57 @@ public struct Writer {
             startPaymentRound()
         case .perRecord:
             for redeem in redeems {
-                guard let parent = parents.first(where: { $0.payment.key == redeem.input.parentKey }) else { continue }
+                guard parents.contains(where: { $0.payment.key == redeem.input.parentKey }) else { continue }
                 let statement = context.statement(.redeem, key: redeem.key, valueHash: redeem.valueHash, group: group.id)
-                rounds.append(Round(type: .redeem, key: redeem.key, statement: statement,
-                                    prepare: .prepareRedeem(redeem, parent: parent), quorum: context.quorum.writeQuorum))
+                rounds.append(Round(type: .redeem, key: redeem.key, statement: statement, quorum: context.quorum.writeQuorum))
             }
             if rounds.isEmpty { startPaymentRound() }
         case .batched:
             startPaymentRound()
         }
-        for round in rounds { out.send(round.prepare, to: group.members) }
+        for i in rounds.indices {
+            if let prepare = prepare(i) { out.send(prepare, to: group.members) }
+        }
         out.setTimer(at: now &+ retryInterval, token: timerToken)
+    }
+
+    /// Round `i`'s Prepare, built from the writer's records (the same every time).
+    private func prepare(_ i: Int) -> Message? {
+        if paymentPhase {
+            return variant == .batched
+                ? .prepareBatch(payment, parents: parents, redeems: redeems)
+                : .preparePayment(payment, parents: parents, redeems: certifiedRedeems)
+        }
+        let key = rounds[i].key
+        guard let redeem = redeems.first(where: { $0.key == key }),
+              let parent = parents.first(where: { $0.payment.key == redeem.input.parentKey }) else { return nil }
+        return .prepareRedeem(redeem, parent: parent)
+    }
+
+    /// Round `i`'s Commit, once it is certified: the certified payment (and, batched, its
+    /// redeems under it), or the certified redeem.
+    private func commit(_ i: Int) -> Message? {
+        if paymentPhase {
+            switch status {
+            case let .certified(certified), let .committed(certified): return .commit(records(of: certified))
+            case .running, .failed: return nil
+            }
+        }
+        let key = rounds[i].key
+        guard let certified = certifiedRedeems.first(where: { $0.redeem.key == key }) else { return nil }
+        return .commit([.redeem(certified)])
+    }
+
+    private func records(of certified: CertifiedPayment) -> [StoredRecord] {
+        [.payment(certified)] + (variant == .batched ? redeems.map { .redeem(CertifiedRedeem(redeem: $0, proof: .batch(certified))) } : [])
     }
 
     private mutating func startPaymentRound() {
         paymentPhase = true
         let key = payment.key
         let type: RecordType = variant == .batched ? .batch : .payment
-        let prepare: Message = variant == .batched
-            ? .prepareBatch(payment, parents: parents, redeems: redeems)
-            : .preparePayment(payment, parents: parents, redeems: certifiedRedeems)
         rounds = [Round(type: type, key: key, statement: context.statement(type, key: key, valueHash: key, group: group.id),
-                        prepare: prepare, quorum: context.quorum.writeQuorum)]
+                        quorum: context.quorum.writeQuorum)]
     }
 
     public mutating func receive(_ message: Message, from sender: NodeID, now: UInt64, into out: inout Outbox) {
@@ -222,9 +255,9 @@ public struct Writer {
     public mutating func timerFired(token: UInt64, now: UInt64, into out: inout Outbox) {
         guard token == timerToken, !isFinished else { return }
         retries += 1
-        for round in rounds {
-            let message = round.commit ?? round.prepare
-            for (position, member) in group.members.enumerated() where !round.answered(position: position, replica: member) {
+        for i in rounds.indices {
+            guard let message = (rounds[i].certificate != nil ? commit(i) : nil) ?? prepare(i) else { continue }
+            for (position, member) in group.members.enumerated() where !rounds[i].answered(position: position, replica: member) {
                 out.send(message, to: NodeID(replica: member))
             }
         }
@@ -232,23 +265,19 @@ public struct Writer {
     }
 
     private mutating func certify(_ i: Int, into out: inout Outbox) {
-        let certificate = Certificate(statement: rounds[i].statement, votes: rounds[i].votes)
+        guard let statement = rounds[i].statement else { return }
+        let certificate = Certificate(statement: statement, votes: rounds[i].votes)
         rounds[i].certificate = certificate
-        let records: [StoredRecord]
+        // Held by the certificate now (its votes copied, its statement's fields inline).
+        rounds[i].votes = []
+        rounds[i].statement = nil
         if paymentPhase {
-            let certified = CertifiedPayment(payment: payment, proof: .certificate(certificate))
-            status = .certified(certified)
-            records = [.payment(certified)]
-                + (variant == .batched ? redeems.map { .redeem(CertifiedRedeem(redeem: $0, proof: .batch(certified))) } : [])
+            status = .certified(CertifiedPayment(payment: payment, proof: .certificate(certificate)))
         } else {
             guard let redeem = redeems.first(where: { $0.key == rounds[i].key }) else { return }
-            let certified = CertifiedRedeem(redeem: redeem, proof: .certificate(certificate))
-            certifiedRedeems.append(certified)
-            records = [.redeem(certified)]
+            certifiedRedeems.append(CertifiedRedeem(redeem: redeem, proof: .certificate(certificate)))
         }
-        let commit = Message.commit(records)
-        rounds[i].commit = commit
-        out.send(commit, to: group.members)
+        if let commit = commit(i) { out.send(commit, to: group.members) }
     }
 
     private mutating func committed(_ i: Int, now: UInt64, into out: inout Outbox) {
@@ -260,7 +289,7 @@ public struct Writer {
         // Every redeem is certified and stored by W replicas: prepare the payment (§3 step 2).
         certifiedRedeems.sort { $0.redeem.input < $1.redeem.input }
         startPaymentRound()
-        out.send(rounds[0].prepare, to: group.members)
+        if let prepare = prepare(0) { out.send(prepare, to: group.members) }
     }
 }
 

@@ -233,6 +233,60 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
         #expect(model.contains { $0 >= 64 } && model.contains { $0 < 64 })
     }
 
+    /// A writer keeps no Prepare or Commit: it builds them again when its retry timer fires.
+    /// Two members silent through the first sends stall a redeem's Prepare, and later the
+    /// payment's Commit; once they answer again, the re-sent messages (equal to the first ones)
+    /// finish the write, and every member stores the payment and its redeem.
+    @Test(arguments: [WriteVariant.perRecord, .batched]) func aStalledWriteFinishesOnItsRetries(variant: WriteVariant) throws {
+        let c = try Cluster(principals: 4)
+        let members = c.group(0).members
+        let entry = try c.wallets[0].pay([Output(amount: 10, owner: c.principals[1].publicKey)])
+        let node = c.client(0)
+        c.silent = Set(members.prefix(2))
+        c.startWriter(entry, node: node, variant: variant)
+        c.pump()
+        let firstPrepares = c.log.filter { if case .prepareRedeem = $0 { return true }; if case .prepareBatch = $0 { return true }; return false }
+        #expect(!firstPrepares.isEmpty)
+        // Answer again, and step until the payment is certified (its Commit just sent).
+        c.silent = []
+        var steps = 0
+        func certified() -> Bool { if case .certified? = c.writers[node.raw]?.status { return true }; return false }
+        while !certified(), steps < 10_000 {
+            if c.queue.isEmpty {
+                // Fire the writer's due retry timer.
+                guard let next = c.timers.map(\.timer.at).min() else { break }
+                c.now = max(c.now, next)
+                let due = c.timers.filter { $0.timer.at <= c.now && $0.node == node }
+                c.timers.removeAll { $0.timer.at <= c.now && $0.node == node }
+                for (_, timer) in due {
+                    var out = Outbox()
+                    c.writers[node.raw]?.timerFired(token: timer.token, now: c.now, into: &out)
+                    c.enqueue(out, from: node)
+                }
+                if due.isEmpty { break }
+            } else {
+                c.pump(limit: 1)
+            }
+            steps += 1
+        }
+        #expect(certified())
+        let resent = c.log.filter { if case .prepareRedeem = $0 { return true }; if case .prepareBatch = $0 { return true }; return false }
+        #expect(resent.count > firstPrepares.count && Set(resent) == Set(firstPrepares))
+        // The Commit reaches two members only: not committed until the retries reach the others.
+        c.silent = Set(members.prefix(2))
+        c.pump()
+        guard case .certified? = c.writers[node.raw]?.status else { Issue.record("committed without W acks"); return }
+        let commits = c.log.filter { if case .commit = $0 { return true }; return false }.count
+        c.silent = []
+        c.settle()
+        guard case let .committed(done)? = c.writers[node.raw]?.status else { Issue.record("the retries did not finish the write"); return }
+        #expect(c.log.filter { if case .commit = $0 { return true }; return false }.count > commits)
+        for r in members {
+            #expect(c.replicas[Int(r)].durable.store.contains(done.key))
+            for redeem in entry.redeems { #expect(c.replicas[Int(r)].durable.store.contains(redeem.key)) }
+        }
+    }
+
     @Test func twoSilentReplicasStallButNeverFail() throws {
         let c = try Cluster(principals: 4)
         c.silent = Set(c.group(0).members.prefix(2))
