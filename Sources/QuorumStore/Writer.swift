@@ -36,8 +36,8 @@ public struct Writer {
     }
 
     /// Collecting votes, then acks, for one record. What every vote and ack reads (type, key,
-    /// value hash, votes, certificate, acks) is declared first: the round's first 120 bytes, two
-    /// cache lines of the rounds array where they were three.
+    /// value hash, votes, certificate, acks) is declared first: the round's first 104 bytes (of
+    /// 128), two cache lines of the rounds array where they were three.
     ///
     /// A round keeps neither its Prepare nor its Commit: each is built when sent (again on a
     /// retry, from the writer's records), so the last delivery frees it, its box and its
