@@ -133,15 +133,6 @@ public struct Bytes32: Hashable, Comparable, Sendable {
     return x
 }
 
-/// A 64-bit hash-table key whose bits need only mixing (a digest's prefix, a packed position):
-/// `Set` and `Dictionary` hash it with `mix64` instead of SipHash. Only a table's layout depends
-/// on it, never an output.
-public struct MixedWord: Hashable, Sendable {
-    public let value: UInt64
-    @inlinable public init(_ value: UInt64) { self.value = value }
-    @inlinable public func _rawHashValue(seed: Int) -> Int { Int(truncatingIfNeeded: mix64(value ^ UInt64(truncatingIfNeeded: seed))) }
-}
-
 extension Bytes32: CustomStringConvertible {
     /// The first 8 bytes in hex: enough to tell values apart in logs.
     public var description: String { String(hex.prefix(16)) }

@@ -517,6 +517,13 @@ extension EventQueue where Payload == Event {
     }
 }
 
+/// Starts loading a table lookup's control byte and every line of its home slot. A hint only.
+@inline(__always) func prefetchLookup(_ hint: LookupHint?) {
+    guard let hint else { return }
+    quorumcoin_prefetch(hint.control)
+    prefetchLines(hint.slot, hint.slotBytes)
+}
+
 /// Where `Payment` and `Redeem` objects keep their key and their principal (the payer, the
 /// owner), for prefetch hints that read them from a record without knowing its kind: the same
 /// offsets in both classes (their fields are declared in that order: see `Payment.key`). Found
@@ -525,6 +532,12 @@ extension EventQueue where Payload == Event {
 enum RecordLayout {
     static let keyOffset: Int? = layout?.key
     static let principalOffset: Int? = layout?.principal
+
+    /// The first 8 bytes of the digest or key `offset` bytes into the record object at `object`,
+    /// big-endian, as `Bytes32.prefix64` reads them: what a table's slot is chosen by.
+    @inline(__always) static func prefix64(of object: UnsafeRawPointer, at offset: Int) -> UInt64 {
+        UInt64(bigEndian: object.load(fromByteOffset: offset, as: UInt64.self))
+    }
 
     /// The offsets where both a payment and a redeem hold their key and principal.
     private static let layout: (key: Int, principal: Int)? = {

@@ -345,8 +345,9 @@ final class InvariantChecker {
         return .unknown(input)
     }
 
-    /// Outputs → positions (of spenders), at 12 bytes a slot for known outputs rather than 40:
-    /// built at the run's memory peak, for every input of a million-payment run.
+    /// Outputs → positions (of spenders), at 17 bytes a slot for known outputs rather than 40
+    /// (8-byte name, 4-byte position, padding, control byte): built at the run's memory peak,
+    /// for every input of a million-payment run.
     private struct SpendMap {
         /// Known outputs by their 8-byte names, hashed by the 64-bit mixer rather than SipHash
         /// (the end-of-run checks look up every input of the run two or three times).
@@ -662,8 +663,8 @@ extension InvariantChecker {
             let p = paymentList[q].record.payment
             let table = claimTable(q)
             for input in p.inputs.prefix(2) {
-                InvariantChecker.prefetchLookup(paymentIndex.lookupAddresses(keyPrefix: input.parentKey.prefix64))
-                InvariantChecker.prefetchLookup(table.lookupAddresses(RedeemClaim(input: input, spender: p.key)))
+                prefetchLookup(paymentIndex.lookupAddresses(keyPrefix: input.parentKey.prefix64))
+                prefetchLookup(table.lookupAddresses(RedeemClaim(input: input, spender: p.key)))
             }
         }
         paymentList.withUnsafeBufferPointer { b in
@@ -673,7 +674,7 @@ extension InvariantChecker {
                 for input in b[position + 3].record.payment.inputs.prefix(2) {
                     guard let i = paymentIndex[input.parentKey] else { continue }
                     quorumcoin_prefetch(raw + Int(i) * MemoryLayout<Entry>.stride)
-                    InvariantChecker.prefetchLookup(spentBy.lookupAddresses(.known(parent: Int(i), index: input.index)))
+                    prefetchLookup(spentBy.lookupAddresses(.known(parent: Int(i), index: input.index)))
                 }
             }
             if position + 2 < count {
@@ -721,19 +722,6 @@ extension InvariantChecker {
     @inline(__always) static func listedPayment<T>(_ b: UnsafeBufferPointer<T>, base: UnsafeRawPointer, _ index: Int, recordAt: Int) -> UnsafeRawPointer? {
         guard index < b.count else { return nil }
         return referencedObject(base + index * MemoryLayout<T>.stride, recordAt + certifiedPaymentOffset)
-    }
-
-    /// The first 8 bytes of the key of the record object at `object` (big-endian, as
-    /// `Digest.prefix64` reads them), `keyAt` bytes in: what a table's slot is chosen by.
-    @inline(__always) static func keyPrefix(_ object: UnsafeRawPointer, _ keyAt: Int) -> UInt64 {
-        UInt64(bigEndian: object.load(fromByteOffset: keyAt, as: UInt64.self))
-    }
-
-    /// Starts loading a lookup's control byte and its home slot (a hint only).
-    @inline(__always) static func prefetchLookup(_ hint: LookupHint?) {
-        guard let hint else { return }
-        quorumcoin_prefetch(hint.control)
-        quorumcoin_prefetch(hint.slot)
     }
 
     /// A payment object's three lines (key, payer, input and output arrays).
@@ -817,7 +805,7 @@ extension InvariantChecker {
             lists[list].withUnsafeBufferPointer { b in
                 guard let base = b.baseAddress,
                       let payment = listedPayment(b, base: UnsafeRawPointer(base), index, recordAt: 0) else { return }
-                prefetchLookup(merged.paymentIndex.lookupAddresses(keyPrefix: keyPrefix(payment, keyAt)))
+                prefetchLookup(merged.paymentIndex.lookupAddresses(keyPrefix: RecordLayout.prefix64(of: payment, at: keyAt)))
             }
         }, keeping: { merged.paymentIndex[$0.pointee.record.key] == nil }, into: { list, entry in
             merged.paymentIndex[entry.record.key] = Int32(truncatingIfNeeded: merged.paymentList.count)

@@ -410,26 +410,19 @@ public final class Simulator {
         case .vote, .other: return
         }
         guard let record else { return }
-        let key = UInt64(bigEndian: record.load(fromByteOffset: keyAt, as: UInt64.self))
-        let principal = UInt64(bigEndian: record.load(fromByteOffset: principalAt, as: UInt64.self))
-        let parentKey = parent.map { UInt64(bigEndian: $0.load(fromByteOffset: keyAt, as: UInt64.self)) }
+        let key = RecordLayout.prefix64(of: record, at: keyAt)
+        let principal = RecordLayout.prefix64(of: record, at: principalAt)
+        let parentKey = parent.map { RecordLayout.prefix64(of: $0, at: keyAt) }
         replicas.withUnsafeBufferPointer { b in
             let i = Int(to.raw)
             guard i < b.count else { return }
-            Simulator.prefetch(b[i].storeLookupAddresses(keyPrefix: key))
-            Simulator.prefetch(b[i].openLookupAddresses(keyPrefix: key))
-            if let parentKey { Simulator.prefetch(b[i].storeLookupAddresses(keyPrefix: parentKey)) }
+            prefetchLookup(b[i].storeLookupAddresses(keyPrefix: key))
+            prefetchLookup(b[i].openLookupAddresses(keyPrefix: key))
+            if let parentKey { prefetchLookup(b[i].storeLookupAddresses(keyPrefix: parentKey)) }
         }
         // A redeem's Prepare: the replica's vote is observed for S10 under the redeem's key.
-        if parent != nil { Simulator.prefetch(checker.voteLookupAddresses(keyPrefix: key)) }
-        Simulator.prefetch(context.assignment.lookupAddresses(principalPrefix: principal))
-    }
-
-    /// Starts loading a lookup's control byte and every line of its home slot.
-    @inline(__always) private static func prefetch(_ hint: LookupHint?) {
-        guard let hint else { return }
-        quorumcoin_prefetch(hint.control)
-        prefetchLines(hint.slot, hint.slotBytes)
+        if parent != nil { prefetchLookup(checker.voteLookupAddresses(keyPrefix: key)) }
+        prefetchLookup(context.assignment.lookupAddresses(principalPrefix: principal))
     }
 
     /// Where a principal's state points, read from its (prefetched) slot: the writers array's
