@@ -147,7 +147,7 @@ public struct Writer {
             startPaymentRound()
         case .perRecord:
             for redeem in redeems {
-                guard parents.contains(where: { $0.payment.key == redeem.input.parentKey }) else { continue }
+                guard parent(of: redeem) != nil else { continue }
                 let statement = context.statement(.redeem, key: redeem.key, valueHash: redeem.valueHash, group: group.id)
                 rounds.append(Round(type: .redeem, key: redeem.key, statement: statement, quorum: context.quorum.writeQuorum))
             }
@@ -169,9 +169,13 @@ public struct Writer {
                 : .preparePayment(payment, parents: parents, redeems: certifiedRedeems)
         }
         let key = rounds[i].key
-        guard let redeem = redeems.first(where: { $0.key == key }),
-              let parent = parents.first(where: { $0.payment.key == redeem.input.parentKey }) else { return nil }
+        guard let redeem = redeems.first(where: { $0.key == key }), let parent = parent(of: redeem) else { return nil }
         return .prepareRedeem(redeem, parent: parent)
+    }
+
+    /// The certified parent whose output `redeem` spends: a redeem without one gets no round.
+    private func parent(of redeem: Redeem) -> CertifiedPayment? {
+        parents.first(where: { $0.payment.key == redeem.input.parentKey })
     }
 
     /// Round `i`'s Commit, once it is certified: the certified payment (and, batched, its
