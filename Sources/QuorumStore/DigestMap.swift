@@ -60,6 +60,32 @@ public struct DigestMap<Value> {
         }
     }
 
+    /// What `body` makes of `key`'s value, lent in place; nil if `key` is absent. Unlike the
+    /// subscript, no copy (see `SlotTable.withValue`): reading one field of a replica's open-key
+    /// entry through the subscript retained the records and vote it holds.
+    @inline(__always)
+    public func withValue<R>(_ key: Digest, _ body: (borrowing Value) -> R) -> R? {
+        if case let result?? = primary.withValue(prefix(key), { $0.key == key ? Optional.some(body($0.value)) : nil }) { return result }
+        guard !colliding.isEmpty, let value = colliding[key] else { return nil }
+        return body(value)
+    }
+
+    /// Changes `key`'s value in place where it is held, and removes it if `change` returns false
+    /// (one probe, no copy); false if `key` is absent.
+    @discardableResult @inline(__always)
+    public mutating func modify(_ key: Digest, keeping change: (inout Value) -> Bool) -> Bool {
+        let slot = prefix(key)
+        let kept = primary.withMutableValue(slot) { entry -> Bool? in entry.key == key ? change(&entry.value) : nil }
+        switch kept {
+        case true??: return true
+        case false??: primary.remove(slot); return true
+        default: break
+        }
+        guard !colliding.isEmpty, var value = colliding.removeValue(forKey: key) else { return false }
+        if change(&value) { colliding[key] = value }
+        return true
+    }
+
     /// What `change` makes of `key`'s value, changed in place (one probe for a held key),
     /// inserting `make()` first if `key` is absent.
     @inline(__always)

@@ -64,7 +64,7 @@ public struct Replica {
 
         /// The value hash `key` is locked to: a lock entry, else a stored certified redeem's.
         public func lock(_ key: Digest) -> Digest? {
-            if let held = open[key]?.lock { return held }
+            if let held = open.withValue(key, { $0.lock }) ?? nil { return held }
             return storedLock(key)
         }
 
@@ -80,7 +80,7 @@ public struct Replica {
         }
 
         /// The value voted for under `key` and not yet known certified.
-        public func voted(_ key: Digest) -> VotedValue? { open[key]?.voted }
+        public func voted(_ key: Digest) -> VotedValue? { open.withValue(key) { $0.voted } ?? nil }
 
         /// Changes `key`'s entry in place (one probe, creating it if absent), removing it if
         /// left empty.
@@ -366,7 +366,7 @@ public struct Replica {
             }
         }
         if stored == true { return true }
-        if durable.open[certified.key]?.checkedSpender == spender { return true }
+        if durable.open.withValue(certified.key, { $0.checkedSpender == spender }) == true { return true }
         let context = context, meter = meter
         guard withVerified({ (try? context.verify(certified, meter: meter, verified: &$0)) != nil }) else { return false }
         durable.update(certified.key) { $0.checkedSpender = spender }
@@ -439,12 +439,12 @@ public struct Replica {
         // Certified: no pending vote, signature or checked certificate is needed any more. The
         // stored value now locks the key; a lock for the same value is redundant (one for
         // another value stays: locks are never overwritten).
-        if var entry = durable.open.removeValue(forKey: key) {
+        durable.open.modify(key) { entry in
             entry.voted = nil
             entry.vote = nil
             entry.checkedSpender = nil
             if case let .redeem(r) = record, entry.lock == r.redeem.valueHash { entry.lock = nil }
-            if !entry.isEmpty { durable.open[key] = entry }
+            return !entry.isEmpty
         }
         if case .payment = record { verifiedPayments.remove(key) }
         enqueueRepair(key, group: group, now: now, into: &out)

@@ -737,11 +737,9 @@ final class RejectingVerifier: SignatureVerifier {
 }
 
 @Suite struct SlotTableTests {
-    /// Against a `Dictionary` under random insertions, replacements and removals of keys drawn
-    /// from a small range (long probe runs, removals inside them, key 0), through growth; a copy
-    /// taken midway keeps its contents while the original changes.
     /// A `DigestMap` against a `Dictionary` under random insertions, replacements, in-place
-    /// updates, removals and lookups, its prefix narrowed to 2 bits so that most keys share their
+    /// updates (inserting, or only where held and then perhaps removing), removals and lookups
+    /// (copied out, or lent in place), its prefix narrowed to 2 bits so that most keys share their
     /// prefix with another (the collision table in use, and keys moving between the two as holders
     /// are removed); then its filtered copy and search.
     @Test(arguments: [UInt64.max, 0xC000_0000_0000_0000]) func digestMapMatchesADictionary(prefixMask: UInt64) {
@@ -751,7 +749,7 @@ final class RejectingVerifier: SignatureVerifier {
         let keys = (0..<200).map { Digest(word: UInt64($0) &* 0x9E37_79B9_7F4A_7C15) }
         for step in 0..<10_000 {
             let key = keys[random.uniform(below: keys.count)]
-            switch random.uniform(below: 5 as Int) {
+            switch random.uniform(below: 7 as Int) {
             case 0:
                 map[key] = step
                 model[key] = step
@@ -767,6 +765,16 @@ final class RejectingVerifier: SignatureVerifier {
                 model[key, default: -step] += 1
             case 3:
                 #expect(map.removeValue(forKey: key) == model.removeValue(forKey: key))
+            case 4:
+                // Kept if the changed value is even, else removed.
+                let held = map.modify(key) { value in
+                    value += 3
+                    return value % 2 == 0
+                }
+                #expect(held == (model[key] != nil))
+                if let value = model[key] { model[key] = (value + 3) % 2 == 0 ? value + 3 : nil }
+            case 5:
+                #expect(map.withValue(key) { $0 * 2 } == model[key].map { $0 * 2 })
             default:
                 #expect(map[key] == model[key])
             }
@@ -785,6 +793,9 @@ final class RejectingVerifier: SignatureVerifier {
         #expect(seen == model)
     }
 
+    /// Against a `Dictionary` under random insertions, replacements and removals of keys drawn
+    /// from a small range (long probe runs, removals inside them, key 0), through growth; a copy
+    /// taken midway keeps its contents while the original changes.
     @Test(arguments: [0, 40]) func matchesADictionary(reserved: Int) {
         var table = SlotTable<Int>()
         table.reserveCapacity(reserved)
