@@ -517,11 +517,13 @@ extension EventQueue where Payload == Event {
     }
 }
 
-/// Starts loading a table lookup's control byte and every line of its home slot. A hint only.
+/// Starts loading a table lookup's control byte, every line of its home slot and its storage
+/// object's header. A hint only.
 @inline(__always) func prefetchLookup(_ hint: LookupHint?) {
     guard let hint else { return }
     quorumcoin_prefetch(hint.control)
     prefetchLines(hint.slot, hint.slotBytes)
+    quorumcoin_prefetch(hint.owner)
 }
 
 /// Where `Payment` and `Redeem` objects keep their key and their principal (the payer, the

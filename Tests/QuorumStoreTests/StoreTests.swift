@@ -793,6 +793,30 @@ final class RejectingVerifier: SignatureVerifier {
         #expect(seen == model)
     }
 
+    /// A lookup hint names the table's storage object (whose header a change reads first): the
+    /// same one in a copy until either changes, then each its own; the new one when it grows.
+    @Test func lookupHintNamesTheStorage() throws {
+        func owner(_ table: SlotTable<Int>) throws -> UnsafeRawPointer {
+            try #require(table.lookupAddresses(1)).owner
+        }
+        func storage(_ table: SlotTable<Int>) throws -> UnsafeRawPointer {
+            UnsafeRawPointer(Unmanaged.passUnretained(try #require(table.storageObject)).toOpaque())
+        }
+        var table = SlotTable<Int>()
+        #expect(table.lookupAddresses(1) == nil)
+        table.set(1, 10)
+        #expect(try owner(table) == storage(table))
+        var copy = table
+        #expect(try owner(copy) == owner(table))
+        copy.set(2, 20)
+        let (copied, original) = (try owner(copy), try owner(table))
+        #expect(try copied == storage(copy) && copied != original)
+        #expect(try original == storage(table))
+        for key in 3..<100 { table.set(UInt64(key), key) }
+        let grown = try owner(table)
+        #expect(try table.capacity > 8 && grown == storage(table))
+    }
+
     /// Against a `Dictionary` under random insertions, replacements and removals of keys drawn
     /// from a small range (long probe runs, removals inside them, key 0), through growth; a copy
     /// taken midway keeps its contents while the original changes.
