@@ -162,7 +162,9 @@ public struct Replica {
         var unstored: Set<Digest>
         var store: RecordStore
         func isVerified(_ key: Digest) -> Bool {
-            store.holdsPayment(key) || unstored.contains(key)
+            // Often empty (a scale run ends with none in any replica), and a lookup in an empty
+            // set still hashes the key.
+            store.holdsPayment(key) || (!unstored.isEmpty && unstored.contains(key))
         }
         mutating func markVerified(_ key: Digest) {
             if store.holdsPayment(key) { return }

@@ -1,5 +1,6 @@
 import CHeap
 import QuorumLedger
+import QuorumStore
 
 extension Simulator {
     /// Bytes allocated and not freed (glibc's count, not pages: unlike RSS it does not move in
@@ -68,7 +69,7 @@ extension Simulator {
         }
         release("payment index and metrics") {
             $0.records = []
-            $0.recordIndex = [:]
+            $0.recordIndex = DigestMap()
             $0.certifiedList = []
             $0.metrics = Metrics(bucket: $0.metrics.bucket, loadGroups: $0.metrics.loadGroups)
         }

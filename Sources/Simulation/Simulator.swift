@@ -53,7 +53,11 @@ public final class Simulator {
     var principalShard: [Int32] = []
     var shardMembers: [[Int32]] = []
     var records: [PaymentRecord] = []
-    var recordIndex: [Digest: Int32] = [:]
+    /// A payment's row in `records`, by its key: a `DigestMap` (a control line and one slot per
+    /// lookup, hashed from the key's first word) where a `Dictionary` hashed all 32 bytes and read
+    /// its bitmap, key and value, each a cold line in a large run (a launch, a reader's result
+    /// and a crossing hand-over each look a payment up).
+    var recordIndex = DigestMap<Int32>()
     /// Record indices of certified payments, in certification order (audit-read targets).
     var certifiedList: [Int32] = []
     var metrics: Metrics
