@@ -35,6 +35,16 @@ struct RepairQueues {
     /// doubling at a time, it was copied six times before its first offer.
     static let initialCapacity = ReplicaSettings().repairBatch
 
+    /// Where the log's and the peers' array references sit in this struct, and the bytes of a
+    /// log entry, for a host's prefetch hints (an array is one reference to its storage: a
+    /// 16-byte header, its count, its capacity, then the elements).
+    static let logOffset = MemoryLayout<RepairQueues>.offset(of: \RepairQueues.log)
+    static let peersOffset = MemoryLayout<RepairQueues>.offset(of: \RepairQueues.state)
+    static var entryStride: Int { MemoryLayout<Entry>.stride }
+
+    /// The log's storage (for tests of the hints).
+    var logAddress: UnsafeRawPointer? { log.withUnsafeBufferPointer { $0.baseAddress.map { UnsafeRawPointer($0) - 32 } } }
+
     /// The peers that have had a queue, ascending.
     var peers: [ReplicaID] { state.map(\.id) }
 

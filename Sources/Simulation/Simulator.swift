@@ -384,7 +384,7 @@ public final class Simulator {
     /// `prefetch(_:)`: a stale or wrong address costs a wasted prefetch, never a fault or a result.
     @inline(__always) private func prefetchRecords() {
         if let (box, _, _) = queue.upcomingMessage(2) { quorumcoin_prefetch(box) }
-        if let (box, shape, _) = queue.upcomingMessage(1) {
+        if let (box, shape, to) = queue.upcomingMessage(1) {
             // A box's fields start after its 16-byte header; an array's elements after the
             // header, count and capacity.
             switch shape {
@@ -393,6 +393,7 @@ public final class Simulator {
                 // `prepareRedeem`'s parent payment, or `preparePayment`'s parents' first element.
                 if let second = referencedObject(box, 24) { quorumcoin_prefetch(second + (parentsArray ? 32 : 0)) }
             case .records:
+                if Int(to.raw) < replicaCount { prefetchRepairLog(to, tail: false) }
                 if let record = referencedObject(box, 32) { quorumcoin_prefetch(record) }
                 // Its proof: a certificate's storage (or, for a batched redeem, the box of its payment).
                 if let proof = referencedObject(box, 40) { quorumcoin_prefetch(proof) }
@@ -404,6 +405,7 @@ public final class Simulator {
         }
         guard let (box, shape, to) = queue.upcomingMessage(0), Int(to.raw) < replicaCount,
               let keyAt = recordKeyAt, let principalAt = recordPrincipalAt else { return }
+        if case .records = shape { prefetchRepairLog(to, tail: true) }
         let record: UnsafeRawPointer?, parent: UnsafeRawPointer?
         switch shape {
         // Read, not just prefetched, so only where it exists: an empty list's storage (a shared
@@ -427,6 +429,26 @@ public final class Simulator {
         // A redeem's Prepare: the replica's vote is observed for S10 under the redeem's key.
         if parent != nil { prefetchLookup(checker.voteLookupAddresses(keyPrefix: key)) }
         prefetchLookup(context.assignment.lookupAddresses(principalPrefix: principal))
+    }
+
+    /// A replica that stores a Commit's record appends it to its repair log: one event ahead,
+    /// the log's storage header and the peers' storage (read from the replica's slot, loaded an
+    /// event before by `prefetch(_:)`); for the next event, the log's end, where the entry goes
+    /// (from the count in the header loaded an event ago). Hints only, like the others.
+    @inline(__always) private func prefetchRepairLog(_ node: NodeID, tail: Bool) {
+        guard let at = Replica.repairArrayOffsets else { return }
+        replicas.withUnsafeBufferPointer { b in
+            let i = Int(node.raw)
+            guard i < b.count, let base = b.baseAddress else { return }
+            let replica = UnsafeRawPointer(base + i)
+            guard let log = replica.load(fromByteOffset: at.log, as: UnsafeRawPointer?.self) else { return }
+            if tail {
+                quorumcoin_prefetch(log + 32 + log.load(fromByteOffset: 16, as: Int.self) &* at.entryStride)
+            } else {
+                quorumcoin_prefetch(log)
+                if let peers = replica.load(fromByteOffset: at.peers, as: UnsafeRawPointer?.self) { prefetchLines(peers, 128) }
+            }
+        }
     }
 
     /// Where a principal's state points, read from its (prefetched) slot: the writers array's

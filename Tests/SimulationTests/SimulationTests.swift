@@ -388,6 +388,27 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(busy > 0 && idle > 0)
     }
 
+    /// The repair-log hint reads, from a replica's slot, the storage its log appends to: its
+    /// count where the hint takes it (the log's end is `count` entries past the header).
+    @Test func repairLogHintFindsTheLog() throws {
+        let sim = try Simulator(scenario: try tiny())
+        sim.runWindow(until: Time.second / 4)
+        let at = try #require(Replica.repairArrayOffsets)
+        var logged = 0
+        sim.replicas.withUnsafeBufferPointer { b in
+            for (i, replica) in b.enumerated() {
+                let slot = UnsafeRawPointer(b.baseAddress! + i)
+                let log = slot.load(fromByteOffset: at.log, as: UnsafeRawPointer?.self)
+                guard let expected = replica.repairLogAddress else { continue }
+                #expect(log == expected)
+                let sizes = replica.tableSizes.first { $0.table.hasPrefix("repair log") }
+                #expect(log?.load(fromByteOffset: 16, as: Int.self) == sizes?.count)
+                if (sizes?.count ?? 0) > 0 { logged += 1 }
+            }
+        }
+        #expect(logged > 0)
+    }
+
     /// A payment cap far above what the run offers (the file format allows 10⁹) is a cap, not a
     /// size: the run must not try to reserve room for it (it aborted in malloc before).
     @Test func hugePaymentCapRunsLikeNoCap() throws {
