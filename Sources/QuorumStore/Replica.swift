@@ -272,6 +272,12 @@ public struct Replica {
         return (queues + log, queues + peers, RepairQueues.entryStride)
     }()
 
+    /// Where the meter's reference sits in a replica, and the first word of its signer (the box
+    /// of a key pair wider than an existential's inline buffer: every key pair this project
+    /// has), for a host's prefetch hints.
+    public static let meterOffset = MemoryLayout<Replica>.offset(of: \Replica.meter)
+    public static let signerBoxOffset = MemoryLayout<Replica>.offset(of: \Replica.signer)
+
     /// The repair log's storage, for tests of those hints.
     var repairLogAddress: UnsafeRawPointer? { repairQueues.logAddress }
 

@@ -793,6 +793,25 @@ final class RejectingVerifier: SignatureVerifier {
         #expect(seen == model)
     }
 
+    /// A host's hints read a replica's meter and its signer's key box by offset: the meter's
+    /// reference, and a box (the key pair wider than an existential's inline words) holding the
+    /// key pair, its public key first, after the box's 16-byte header. Both key pair kinds.
+    @Test func replicaOffsetsFindTheMeterAndTheSignersBox() throws {
+        let cluster = try Cluster()
+        let meterAt = try #require(Replica.meterOffset), signerAt = try #require(Replica.signerBoxOffset)
+        let modelled = ModelledKeyPair(seed: Bytes32(word: 5), scheme: ModelledVerifier(key: Bytes32(word: 6)))
+        let signers: [any Signer] = [cluster.replicaSigners[0], modelled]
+        for signer in signers {
+            var replica = Replica(id: 0, signer: signer, context: cluster.context)
+            let meter = UnsafeRawPointer(Unmanaged.passUnretained(replica.meter).toOpaque())
+            withUnsafeBytes(of: &replica) { raw in
+                #expect(raw.load(fromByteOffset: meterAt, as: UnsafeRawPointer.self) == meter)
+                let box = raw.load(fromByteOffset: signerAt, as: UnsafeRawPointer.self)
+                #expect(box.loadUnaligned(fromByteOffset: 16, as: Bytes32.self) == signer.publicKey.raw)
+            }
+        }
+    }
+
     /// A lookup hint names the table's storage object (whose header a change reads first): the
     /// same one in a copy until either changes, then each its own; the new one when it grows.
     @Test func lookupHintNamesTheStorage() throws {
