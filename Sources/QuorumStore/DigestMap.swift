@@ -60,14 +60,18 @@ public struct DigestMap<Value> {
         }
     }
 
-    /// What `body` makes of `key`'s value, lent in place; nil if `key` is absent. Unlike the
-    /// subscript, no copy (see `SlotTable.withValue`): reading one field of a replica's open-key
-    /// entry through the subscript retained the records and vote it holds.
+    /// What `body` makes of the address of `key`'s value (valid during `body` only, which must
+    /// not change the map); nil if `key` is absent. For reading a field without copying the
+    /// value (see `SlotTable.withValueAddress`): reading one field of a replica's open-key entry
+    /// through the subscript retained the records and vote it holds, cold lines in a large run.
     @inline(__always)
-    public func withValue<R>(_ key: Digest, _ body: (borrowing Value) -> R) -> R? {
-        if case let result?? = primary.withValue(prefix(key), { $0.key == key ? Optional.some(body($0.value)) : nil }) { return result }
+    public func withValue<R>(_ key: Digest, _ body: (UnsafePointer<Value>) -> R) -> R? {
+        let valueAt = MemoryLayout<(key: Digest, value: Value)>.offset(of: \(key: Digest, value: Value).value) ?? 0
+        if case let result?? = primary.withValueAddress(prefix(key), { entry in
+            entry.pointee.key == key ? Optional.some(body((UnsafeRawPointer(entry) + valueAt).assumingMemoryBound(to: Value.self))) : nil
+        }) { return result }
         guard !colliding.isEmpty, let value = colliding[key] else { return nil }
-        return body(value)
+        return withUnsafePointer(to: value) { body($0) }
     }
 
     /// Changes `key`'s value in place where it is held, and removes it if `change` returns false

@@ -64,7 +64,7 @@ public struct Replica {
 
         /// The value hash `key` is locked to: a lock entry, else a stored certified redeem's.
         public func lock(_ key: Digest) -> Digest? {
-            if let held = open.withValue(key, { $0.lock }) ?? nil { return held }
+            if let held = open.withValue(key, { $0.pointee.lock }) ?? nil { return held }
             return storedLock(key)
         }
 
@@ -80,7 +80,7 @@ public struct Replica {
         }
 
         /// The value voted for under `key` and not yet known certified.
-        public func voted(_ key: Digest) -> VotedValue? { open.withValue(key) { $0.voted } ?? nil }
+        public func voted(_ key: Digest) -> VotedValue? { open.withValue(key) { $0.pointee.voted } ?? nil }
 
         /// Changes `key`'s entry in place (one probe, creating it if absent), removing it if
         /// left empty.
@@ -388,7 +388,7 @@ public struct Replica {
             }
         }
         if stored == true { return true }
-        if durable.open.withValue(certified.key, { $0.checkedSpender == spender }) == true { return true }
+        if durable.open.withValue(certified.key, { $0.pointee.checkedSpender == spender }) == true { return true }
         let context = context, meter = meter
         guard withVerified({ (try? context.verify(certified, meter: meter, verified: &$0)) != nil }) else { return false }
         durable.update(certified.key) { $0.checkedSpender = spender }

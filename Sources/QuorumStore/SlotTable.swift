@@ -133,6 +133,17 @@ public struct SlotTable<Value>: @unchecked Sendable {
         return body(slots[i].value)
     }
 
+    /// What `body` makes of the address of `key`'s value; nil if `key` is absent. For reading
+    /// single fields: a value lent to a closure (`withValue`) is still copied, retaining every
+    /// reference it holds, since the closure might change the memory it was read from; a field
+    /// read through the address loads that field alone. The address is valid during `body` only,
+    /// which must not change the table.
+    @inline(__always) func withValueAddress<R>(_ key: UInt64, _ body: (UnsafePointer<Value>) -> R) -> R? {
+        guard let slots, let i = index(of: key) else { return nil }
+        let valueAt = MemoryLayout<Slot>.offset(of: \Slot.value) ?? 0
+        return body((UnsafeRawPointer(slots + i) + valueAt).assumingMemoryBound(to: Value.self))
+    }
+
     /// Stores `value` under `key`, replacing what was there.
     mutating func set(_ key: UInt64, _ value: Value) {
         withValue(key, inserting: { value }) { held, inserted in if !inserted { held = value } }

@@ -774,7 +774,7 @@ final class RejectingVerifier: SignatureVerifier {
                 #expect(held == (model[key] != nil))
                 if let value = model[key] { model[key] = (value + 3) % 2 == 0 ? value + 3 : nil }
             case 5:
-                #expect(map.withValue(key) { $0 * 2 } == model[key].map { $0 * 2 })
+                #expect(map.withValue(key) { $0.pointee * 2 } == model[key].map { $0 * 2 })
             default:
                 #expect(map[key] == model[key])
             }
