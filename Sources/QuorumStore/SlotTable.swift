@@ -44,7 +44,14 @@ public struct SlotTable<Value>: @unchecked Sendable {
         }
 
         deinit {
-            for i in 0..<capacity where control[i] != 0 { (slots + i).deinitialize(count: 1) }
+            // Entries that hold no references need no deinitializing. This deinit is not
+            // specialized (a class's deinit is reached through its metadata), so each call
+            // below looks the slot type's metadata up again: freeing the checker's
+            // million-slot tables of plain values walked them for nothing (the lookups were
+            // 6 % of the samples over the last 6 % of a 1M run, perf).
+            if !_isPOD(Slot.self) {
+                for i in 0..<capacity where control[i] != 0 { (slots + i).deinitialize(count: 1) }
+            }
             slots.deallocate()
             control.deallocate()
         }

@@ -812,6 +812,21 @@ final class RejectingVerifier: SignatureVerifier {
         }
     }
 
+    /// Dropping a table releases what its entries hold (a table of plain values skips that walk).
+    @Test func droppingATableReleasesItsEntries() {
+        final class Tracked {}
+        weak var watched: Tracked?
+        do {
+            var table = SlotTable<Tracked>()
+            for key in 0..<20 as Range<UInt64> { table.set(key, Tracked()) }
+            let object = Tracked()
+            watched = object
+            table.set(99, object)
+            #expect(table.count == 21)
+        }
+        #expect(watched == nil)
+    }
+
     /// A lookup hint names the table's storage object (whose header a change reads first): the
     /// same one in a copy until either changes, then each its own; the new one when it grows.
     @Test func lookupHintNamesTheStorage() throws {
