@@ -141,9 +141,10 @@ public struct SlotTable<Value>: @unchecked Sendable {
     }
 
     /// What `body` makes of the address of `key`'s value; nil if `key` is absent. For reading
-    /// single fields: a value lent to a closure (`withValue`) is still copied, retaining every
-    /// reference it holds, since the closure might change the memory it was read from; a field
-    /// read through the address loads that field alone. The address is valid during `body` only,
+    /// single fields: a value lent to a closure (`withValue`) may still be copied, retaining every
+    /// reference it holds, since the closure might change the memory it was read from (it was,
+    /// for a replica's open-key entry read through `DigestMap`); a field read through the
+    /// address loads that field alone. The address is valid during `body` only,
     /// which must not change the table.
     @inline(__always) func withValueAddress<R>(_ key: UInt64, _ body: (UnsafePointer<Value>) -> R) -> R? {
         guard let slots, let i = index(of: key) else { return nil }

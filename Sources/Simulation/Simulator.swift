@@ -355,10 +355,7 @@ public final class Simulator {
         if i < replicaCount {
             // The whole replica (240 bytes, four or five lines): its store's and open keys' tables
             // sit 80 to 144 bytes in, past the first line, and every message reads them.
-            replicas.withUnsafeBufferPointer { b in
-                guard let base = b.baseAddress else { return }
-                prefetchLines(UnsafeRawPointer(base + i), MemoryLayout<Replica>.stride)
-            }
+            withReplicaSlot(node) { prefetchLines($0, MemoryLayout<Replica>.stride) }
         } else {
             principals.withUnsafeBufferPointer { b in
                 guard i - replicaCount < b.count, let base = b.baseAddress else { return }
@@ -433,15 +430,22 @@ public final class Simulator {
         prefetchLookup(context.assignment.lookupAddresses(principalPrefix: principal))
     }
 
+    /// `body` with a replica's slot in `replicas` as raw memory, for hints that read its fields by
+    /// offset (nothing is copied or retained); not called for a node that is no replica.
+    @inline(__always) private func withReplicaSlot(_ node: NodeID, _ body: (UnsafeRawPointer) -> Void) {
+        replicas.withUnsafeBufferPointer { b in
+            let i = Int(node.raw)
+            guard i < b.count, let base = b.baseAddress else { return }
+            body(UnsafeRawPointer(base + i))
+        }
+    }
+
     /// A replica's signing key: the box its `any Signer` holds (a key pair is wider than an
     /// existential's three inline words), read from the replica's slot loaded an event ago.
     @inline(__always) private func prefetchSigner(_ node: NodeID) {
         guard let signerAt = Replica.signerBoxOffset else { return }
-        replicas.withUnsafeBufferPointer { b in
-            let i = Int(node.raw)
-            guard i < b.count, let base = b.baseAddress,
-                  let box = referencedObject(UnsafeRawPointer(base + i), signerAt) else { return }
-            prefetchLines(box, 64)
+        withReplicaSlot(node) { replica in
+            if let box = referencedObject(replica, signerAt) { prefetchLines(box, 64) }
         }
     }
 
@@ -451,10 +455,7 @@ public final class Simulator {
     /// (from the count in the header loaded an event ago). Hints only, like the others.
     @inline(__always) private func prefetchRepairLog(_ node: NodeID, tail: Bool) {
         guard let at = Replica.repairArrayOffsets else { return }
-        replicas.withUnsafeBufferPointer { b in
-            let i = Int(node.raw)
-            guard i < b.count, let base = b.baseAddress else { return }
-            let replica = UnsafeRawPointer(base + i)
+        withReplicaSlot(node) { replica in
             guard let log = replica.load(fromByteOffset: at.log, as: UnsafeRawPointer?.self) else { return }
             if tail {
                 quorumcoin_prefetch(log + 32 + log.load(fromByteOffset: 16, as: Int.self) &* at.entryStride)
@@ -508,11 +509,8 @@ public final class Simulator {
         let i = Int(node.raw) - replicaCount
         if i < 0 {
             guard let meterAt = Replica.meterOffset else { return }
-            replicas.withUnsafeBufferPointer { b in
-                let r = Int(node.raw)
-                guard r < b.count, let base = b.baseAddress,
-                      let meter = UnsafeRawPointer(base + r).load(fromByteOffset: meterAt, as: UnsafeRawPointer?.self) else { return }
-                quorumcoin_prefetch(meter)
+            withReplicaSlot(node) { replica in
+                if let meter = replica.load(fromByteOffset: meterAt, as: UnsafeRawPointer?.self) { quorumcoin_prefetch(meter) }
             }
             return
         }
