@@ -198,6 +198,24 @@ struct Bench: ParsableCommand {
         if let worstPerEvent {
             print(row("  the same, per event", String(format: "%.2f× worst step (events counted, not payments)", worstPerEvent)))
         }
+        // For reading only: each step's ratio within each round (its two points ran one after
+        // the other, in the same spell of the machine), the median over the rounds. This VM's
+        // speed drifts by up to 40 % within minutes (the engine bench read 12.8M and 18.9M
+        // events/s on two benches an hour apart), and a ratio of medians can pair one point's
+        // fast round with its neighbour's slow one; these pairs share the spell.
+        if rounds > 1, points.count > 1 {
+            var paired = [(step: Int, ratio: Double)]()
+            for i in 1..<points.count {
+                let ratios = zip(runs[i - 1], runs[i]).compactMap { $0.wall > 0 ? $1.wall / $0.wall : nil }.sorted()
+                guard !ratios.isEmpty else { continue }
+                paired.append((points[i], ratios[ratios.count / 2]))
+            }
+            if let worst = paired.max(by: { $0.ratio < $1.ratio }) {
+                let steps = paired.map { String(format: "%.2f", $0.ratio) }.joined(separator: ", ")
+                print(row("  the same, round by round", String(format: "%.2f× worst step (to %d; steps %@: the median of each round's own ratio)",
+                                                                  worst.ratio, worst.step, steps)))
+            }
+        }
         // The whole curve's growth as a rate per doubling (a step's ratio also carries the noise
         // of its two points; this one only that of the ends).
         if let first, let last, let end = points.last, end > first.payments, first.wall > 0 {
