@@ -7,7 +7,7 @@ import PackageDescription
 /// Release builds of the protocol libraries export their function bodies, so the simulator's
 /// calls into them are specialized and inlined: `Wallet<PaymentProof>` ran unspecialized across
 /// the module boundary (a runtime generic-metadata lookup per coin), and every `Bytes32 ==` was an
-/// outlined call. −5 % of a scale run's instructions (4.30 G → 4.08 G, callgrind, README). An
+/// outlined call. −5 % of a scale run's instructions (4.30 G → 4.08 G, callgrind, docs/performance.md). An
 /// unsafe flag: SwiftPM accepts these targets as local-path or branch dependencies, not as
 /// version-pinned ones.
 ///
@@ -16,7 +16,7 @@ import PackageDescription
 /// threads that share no object while they run (`PartitionedRun` says how), and a large run is
 /// memory-latency bound with a retain or release on a cold object at every step, where the
 /// locked compare-and-swap of an atomic count waits for the line. −8 % wall time on a
-/// 250,000-payment run (both builds side by side on the two cores, cores swapped; README).
+/// 250,000-payment run (both builds side by side on the two cores, cores swapped; docs/performance.md).
 /// The price: a release build of these modules must not share objects between threads. A host
 /// that does (a multi-threaded transport, or `swift test -c release`, whose tests run in
 /// parallel) must drop `-assume-single-threaded`; debug builds and `swift test` never use it.
