@@ -476,6 +476,9 @@ extension EventQueue where Payload == Event {
         /// A box whose first field is the vote's statement, itself a box: made by the voting
         /// replica an event loop's worth of the heap ago, and read first by the writer.
         case vote
+        /// A payee's hand-over: a box holding the certified payment (its payment, then its proof)
+        /// and the array of its certified parents, all of which the payee's reader checks.
+        case handOver
     }
 
     /// The heap object (an indirect case's box, or a record array's storage) that the message of
@@ -491,6 +494,7 @@ extension EventQueue where Payload == Event {
         case let .deliver(_, to, .prepareRedeem, _)?: shape = .write(parentsArray: false); node = to
         case let .deliver(_, to, .commit, _)?, let .deliver(_, to, .gossip, _)?: shape = .records; node = to
         case let .deliver(_, to, .vote, _)?: shape = .vote; node = to
+        case let .deliver(_, to, .handOver, _)?: shape = .handOver; node = to
         case let .deliver(_, to, _, _)?: shape = .other; node = to
         default: return nil
         }

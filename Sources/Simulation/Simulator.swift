@@ -368,6 +368,7 @@ public final class Simulator {
 
     /// `RecordLayout`'s offsets, read once: a global's lazy initializer is checked on every read.
     private let recordKeyAt = RecordLayout.keyOffset, recordPrincipalAt = RecordLayout.principalOffset
+    private let paymentInputsAt = InvariantChecker.paymentInputsOffset, paymentOutputsAt = InvariantChecker.paymentOutputsOffset
 
     /// Starts loading what an upcoming delivery's handler reads first after its node, one level
     /// of references per event of distance: the message's box three events ahead; two ahead,
@@ -398,12 +399,22 @@ public final class Simulator {
                 if let proof = referencedObject(box, 40) { quorumcoin_prefetch(proof) }
             case .vote:
                 if let statement = referencedObject(box, 16) { quorumcoin_prefetch(statement) }
+            case .handOver:
+                // The payment (its key and its inputs' and outputs' arrays), its certificate's
+                // storage, and the parents' array with its first element.
+                if let payment = referencedObject(box, 16) { prefetchLines(payment, 128) }
+                if let proof = referencedObject(box, 24) { quorumcoin_prefetch(proof) }
+                if let parents = referencedObject(box, 32) { prefetchLines(parents, 64) }
             case .other:
                 break
             }
         }
-        guard let (box, shape, to) = queue.upcomingMessage(0), Int(to.raw) < replicaCount,
-              let keyAt = recordKeyAt, let principalAt = recordPrincipalAt else { return }
+        guard let (box, shape, to) = queue.upcomingMessage(0) else { return }
+        if case .handOver = shape {
+            prefetchHandOver(box)
+            return
+        }
+        guard Int(to.raw) < replicaCount, let keyAt = recordKeyAt, let principalAt = recordPrincipalAt else { return }
         if case .records = shape { prefetchRepairLog(to, tail: true) }
         let record: UnsafeRawPointer?, parent: UnsafeRawPointer?
         switch shape {
@@ -412,7 +423,7 @@ public final class Simulator {
         case .records: record = box.load(fromByteOffset: 16, as: Int.self) > 0 ? referencedObject(box, 32) : nil; parent = nil
         case .write(parentsArray: false): record = referencedObject(box, 16); parent = referencedObject(box, 24)
         case .write(parentsArray: true): record = referencedObject(box, 16); parent = nil
-        case .vote, .other: return
+        case .vote, .handOver, .other: return
         }
         guard let record else { return }
         let key = RecordLayout.prefix64(of: record, at: keyAt)
@@ -428,6 +439,22 @@ public final class Simulator {
         // A redeem's Prepare: the replica's vote is observed for S10 under the redeem's key.
         if parent != nil { prefetchLookup(checker.voteLookupAddresses(keyPrefix: key)) }
         prefetchLookup(context.assignment.lookupAddresses(principalPrefix: principal))
+    }
+
+    /// A hand-over's next level, for the next event: the payment's inputs and outputs, and its
+    /// first parent's payment and certificate (a payment certified long before: cold), read from
+    /// the lines the stage before loaded. Hints only.
+    @inline(__always) private func prefetchHandOver(_ box: UnsafeRawPointer) {
+        if let payment = referencedObject(box, 16) {
+            if let inputs = referencedObject(payment, paymentInputsAt) { quorumcoin_prefetch(inputs + 32) }
+            if let outputs = referencedObject(payment, paymentOutputsAt) { prefetchLines(outputs + 32, 80) }
+        }
+        guard let parents = referencedObject(box, 32), parents.load(fromByteOffset: 16, as: Int.self) > 0 else { return }
+        if let parent = referencedObject(parents, 32) {
+            quorumcoin_prefetch(parent)
+            quorumcoin_prefetch(parent + 64)
+        }
+        if let proof = referencedObject(parents, 40) { quorumcoin_prefetch(proof) }
     }
 
     /// `body` with a replica's slot in `replicas` as raw memory, for hints that read its fields by

@@ -178,6 +178,12 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         let signature = Signature(r: Bytes32(word: 7), s: Bytes32(word: 8))
         q.push(.deliver(from: NodeID(raw: 4), to: NodeID(raw: 1), message: .vote(statement, Vote(replica: 4, signature: signature)), size: 0),
                at: t + 35)
+        let handedOver = payment(4), proof = Certificate(statement: statement, votes: [Vote(replica: 4, signature: signature)])
+        let proofAddress = UnsafeRawPointer(bitPattern: UInt(bitPattern: proof.storageIdentity))
+        q.push(.deliver(from: NodeID(raw: 5), to: NodeID(raw: 6),
+                        message: .handOver(CertifiedPayment(payment: handedOver, proof: .certificate(proof)),
+                                           parents: [CertifiedPayment(payment: parent, proof: .certificate(proof))]), size: 0),
+               at: t + 38)
         q.push(.timer(node: NodeID(raw: 5), token: 0), at: t + 40)
         _ = q.pop()
         #expect(q.upcomingNode(0) == NodeID(raw: 3))
@@ -189,7 +195,16 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
         #expect(reference(reference(object(1), 24), 32) == address(parent))
         #expect(q.upcomingMessage(2)?.shape == .vote)
         #expect(reference(object(2), 16) == statement.boxAddress)
-        #expect(q.upcomingMessage(3) == nil)
+        // A hand-over: its payment and proof, its parents' array and, a level down, the
+        // payment's outputs and the first parent's payment and proof.
+        #expect(q.upcomingMessage(3)?.shape == .handOver)
+        #expect(reference(object(3), 16) == address(handedOver))
+        #expect(reference(object(3), 24) == proofAddress)
+        #expect(reference(reference(object(3), 16), InvariantChecker.paymentOutputsOffset)
+                == handedOver.outputs.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress).map { $0 - 32 } })
+        #expect(reference(reference(object(3), 32), 32) == address(parent))
+        #expect(reference(reference(object(3), 32), 40) == proofAddress)
+        #expect(q.upcomingMessage(4) == nil)
     }
 
     @Test func deterministicMathMatchesLibm() {
