@@ -152,6 +152,11 @@ public final class Payment: Hashable, Sendable, CustomStringConvertible {
     /// asks for it, and computing it reads the input and output arrays' headers (two cold lines
     /// in a large run, 1.3 % of its last-level misses).
     public let encodedSize: Int
+    /// The serial of the context (QuorumStore's `ProtocolContext`) under whose verifier the
+    /// payer's signature checked valid, 0 for none yet: body and signature never change, so later
+    /// checks in that context skip the signature, as a certificate's do. Last, so the fields hints
+    /// read keep their offsets. A partitioned run's threads share no record.
+    package nonisolated(unsafe) var signatureValidIn: UInt64 = 0
 
     public convenience init(body: PaymentBody, signature: Signature) {
         self.init(body: body, signature: signature, key: body.key)
@@ -245,6 +250,8 @@ public final class Redeem: Hashable, Sendable, CustomStringConvertible {
     /// same value and the lock cannot be split by signature malleability. Kept, not recomputed:
     /// a payment's redeem is asked for it about eighteen times on its way through a run.
     public let valueHash: Digest
+    /// As `Payment.signatureValidIn`, for the owner's signature.
+    package nonisolated(unsafe) var signatureValidIn: UInt64 = 0
 
     public convenience init(version: UInt8 = Ledger.version, networkId: UInt32, input: InputRef, owner: PublicKey,
                             spender: Digest, signature: Signature) {

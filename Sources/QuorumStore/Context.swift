@@ -231,6 +231,39 @@ public final class ProtocolContext {
         }
     }
 
+    /// A certificate of `votes` on `statement`, each vote already checked by `verify(_:on:group:meter:)`
+    /// under `meter` (a writer's quorum). When `meter` runs over this context's verifier, the
+    /// certificate is marked as its signatures verified here, as a first full check would mark it:
+    /// each (key, message, signature) was verified once in this run, and later checks of the
+    /// certificate still check its statement, group, vote count and signers (and charge the same
+    /// simulated CPU). Votes not checked that way must go through `Certificate.init`.
+    public func certificate(of statement: VoteStatement, checkedVotes votes: [Vote], meter: CryptoMeter) -> Certificate {
+        let certificate = Certificate(statement: statement, votes: votes)
+        if meter.inner === verifier { certificate.signaturesValidIn = serial }
+        return certificate
+    }
+
+    /// `rules.checkShape`, the payer's signature verified once per payment object in this context
+    /// (`Payment.signatureValidIn`, as a certificate's signatures are): a payment's Prepare
+    /// reaches every member of its group with the same object. Later checks still check the
+    /// shape, and charge `meter` the verification all the same. A meter over another verifier
+    /// verifies for itself.
+    public func checkShape(_ payment: Payment, meter: CryptoMeter) throws(ValidationError) {
+        let shared = meter.inner === verifier
+        let known = shared && payment.signatureValidIn == serial
+        try rules.checkShape(payment, verifier: meter, verifyPayer: !known)
+        if known { meter.charge(verifications: 1) } else if shared { payment.signatureValidIn = serial }
+    }
+
+    /// `rules.checkRedeem`, the owner's signature verified once per redeem object in this context
+    /// (as `checkShape(_:meter:)`).
+    public func checkRedeem(_ redeem: Redeem, parent: Payment, meter: CryptoMeter) throws(ValidationError) {
+        let shared = meter.inner === verifier
+        let known = shared && redeem.signatureValidIn == serial
+        try rules.checkRedeem(redeem, parent: parent, verifier: meter, verifySignature: !known)
+        if known { meter.charge(verifications: 1) } else if shared { redeem.signatureValidIn = serial }
+    }
+
     /// Checks a certificate against what it must certify (PROTOCOL §1): network, epoch, group,
     /// type, key and value, W…n votes from distinct members, every signature valid. Bounded by n.
     public func verify(_ certificate: Certificate, types: [RecordType], key: Digest, valueHash: Digest,

@@ -284,7 +284,7 @@ public struct Reader {
             }
         }
         do {
-            try context.rules.checkShape(record.payment, verifier: meter)
+            try context.checkShape(record.payment, meter: meter)
             // Every parent an input names was verified just above.
             try context.rules.checkBalance(record.payment) { CertifiedPayment.parent($0, in: parents) }
         } catch { return .failure(.ledger(error)) }
@@ -314,7 +314,7 @@ public struct Reader {
             if let d = dependent { dependencyDone(d) }
             return
         }
-        do { try context.rules.checkShape(record.payment, verifier: meter) } catch {
+        do { try context.checkShape(record.payment, meter: meter) } catch {
             return failed(key, .ledger(error), root: root, dependent: dependent)
         }
         let inputs = record.payment.inputs
@@ -366,7 +366,7 @@ public struct Reader {
             try context.rules.checkBalance(payment) { known[$0]?.payment }
             for input in payment.inputs {
                 guard let redeem = node.redeems[input], let parent = known[input.parentKey] else { throw ValidationError.missingRedeem(input) }
-                try context.rules.checkRedeem(redeem, parent: parent.payment, verifier: meter)
+                try context.checkRedeem(redeem, parent: parent.payment, meter: meter)
             }
         } catch {
             return failed(key, .ledger(error), root: node.isRoot, dependent: nil)

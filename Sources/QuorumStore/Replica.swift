@@ -293,7 +293,7 @@ public struct Replica {
         guard parent.payment.key == redeem.input.parentKey, verifyParent(parent) else {
             return reject(.redeem, key, .invalid, to: sender, into: &out)
         }
-        do { try context.rules.checkRedeem(redeem, parent: parent.payment, verifier: meter) } catch {
+        do { try context.checkRedeem(redeem, parent: parent.payment, meter: meter) } catch {
             return reject(.redeem, key, .invalid, to: sender, into: &out)
         }
         guard vote(.redeem, key: key, valueHash: redeem.valueHash, group: group, voted: .redeem(redeem), locking: true,
@@ -337,7 +337,7 @@ public struct Replica {
                   let parent = CertifiedPayment.parent(input.parentKey, in: parents) else {
                 return reject(.batch, key, .invalid, to: sender, into: &out)
             }
-            do { try context.rules.checkRedeem(redeem, parent: parent, verifier: meter) } catch {
+            do { try context.checkRedeem(redeem, parent: parent, meter: meter) } catch {
                 return reject(.batch, key, .invalid, to: sender, into: &out)
             }
             redeemKeys.append(redeem.key)
@@ -355,7 +355,7 @@ public struct Replica {
     /// Shape, parents and balance of a payment. On success every parent an input names has been
     /// verified, so `CertifiedPayment.parent(_:in:)` over `parents` finds only verified ones.
     private mutating func checkPayment(_ payment: Payment, parents: [CertifiedPayment]) -> Bool {
-        do { try context.rules.checkShape(payment, verifier: meter) } catch { return false }
+        do { try context.checkShape(payment, meter: meter) } catch { return false }
         guard parents.count <= context.rules.limits.maxInputs else { return false }
         for parent in parents where payment.inputs.contains(where: { $0.parentKey == parent.payment.key }) {
             guard verifyParent(parent) else { return false }

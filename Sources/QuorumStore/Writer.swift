@@ -270,7 +270,8 @@ public struct Writer {
 
     private mutating func certify(_ i: Int, into out: inout Outbox) {
         guard let statement = rounds[i].statement else { return }
-        let certificate = Certificate(statement: statement, votes: rounds[i].votes)
+        // Every vote in the round was verified as it came (`receive`).
+        let certificate = context.certificate(of: statement, checkedVotes: rounds[i].votes, meter: meter)
         rounds[i].certificate = certificate
         // Held by the certificate now (its votes copied, its statement's fields inline).
         rounds[i].votes = []

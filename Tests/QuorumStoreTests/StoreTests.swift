@@ -542,6 +542,73 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
     }
 }
 
+extension CertificateCacheTests {
+    /// A writer's certificate, built from votes it verified one by one, counts as verified in its
+    /// context (a later check calls no signature scheme, and is charged all the same); built
+    /// under a meter over another verifier, it does not.
+    @Test func assembledCertificatesCountAsVerifiedInTheirContext() throws {
+        let c = try Cluster(principals: 2)
+        let counting = CountingVerifier(c.context.verifier)
+        let context = try ProtocolContext(networkId: 1, epoch: 1, quorum: c.context.quorum, genesis: c.context.genesis,
+                                          replicaKeys: c.context.replicaKeys, assignment: c.context.assignment,
+                                          verifier: counting)
+        let group = context.group(of: c.principals[0].publicKey)
+        let key = Digest(word: 9)
+        let statement = VoteStatement(networkId: 1, epoch: 1, group: group.id, type: .payment, key: key, valueHash: key)
+        let votes = group.members.prefix(3).map { Vote(replica: $0, signature: c.replicaSigners[Int($0)].sign(statement.signingMessage)) }
+        let meter = CryptoMeter(counting)
+        for vote in votes { try context.verify(vote, on: statement, group: group, meter: meter) }
+        #expect(counting.calls == 3 && meter.take().verifies == 3)
+        let assembled = context.certificate(of: statement, checkedVotes: votes, meter: meter)
+        try context.verify(assembled, types: [.payment], key: key, valueHash: key, group: group, meter: meter)
+        #expect(counting.calls == 3 && meter.take().verifies == 3)
+        let elsewhere = context.certificate(of: statement, checkedVotes: votes, meter: CryptoMeter(RejectingVerifier()))
+        try context.verify(elsewhere, types: [.payment], key: key, valueHash: key, group: group, meter: meter)
+        #expect(counting.calls == 6 && meter.take().verifies == 3)
+    }
+
+    /// A payment's or redeem's signature that checked valid is not verified again in the same
+    /// context (every member of the group gets the same object), but is charged the same; its
+    /// shape is still checked; a bad signature, another verifier and another context start afresh.
+    @Test func verifiedRecordSignaturesAreRememberedPerContextAndCharged() throws {
+        let c = try Cluster(principals: 2)
+        let counting = CountingVerifier(c.context.verifier)
+        func makeContext() throws -> ProtocolContext {
+            try ProtocolContext(networkId: 1, epoch: 1, quorum: c.context.quorum, genesis: c.context.genesis,
+                                replicaKeys: c.context.replicaKeys, assignment: c.context.assignment, verifier: counting)
+        }
+        let context = try makeContext()
+        let owner = c.principals[0], meter = CryptoMeter(counting)
+        let parent = Payment.signed(PaymentBody(networkId: 1, payer: owner.publicKey, inputs: [InputRef(parentKey: Digest(word: 1), index: 0)],
+                                                outputs: [Output(amount: 5, owner: owner.publicKey)], fee: 0, nonce: 1), by: owner)
+        let body = PaymentBody(networkId: 1, payer: owner.publicKey, inputs: [InputRef(parentKey: parent.key, index: 0)],
+                               outputs: [Output(amount: 5, owner: c.principals[1].publicKey)], fee: 0, nonce: 2)
+        let payment = Payment.signed(body, by: owner)
+        let redeem = Redeem.signed(networkId: 1, input: InputRef(parentKey: parent.key, index: 0), spender: payment.key, by: owner)
+        for _ in 0..<2 {
+            try context.checkShape(payment, meter: meter)
+            try context.checkRedeem(redeem, parent: parent, meter: meter)
+            #expect(counting.calls == 2 && meter.take().verifies == 2)
+        }
+        // The shape and the parent are checked every time.
+        #expect(throws: ValidationError.self) { try context.checkRedeem(redeem, parent: payment, meter: meter) }
+        let forged = Payment(body: body, signature: .zero)
+        let forgedRedeem = Redeem(networkId: 1, input: redeem.input, owner: owner.publicKey, spender: payment.key, signature: .zero)
+        for _ in 0..<2 {
+            #expect(throws: ValidationError.badPayerSignature) { try context.checkShape(forged, meter: meter) }
+            #expect(throws: ValidationError.badRedeemSignature) { try context.checkRedeem(forgedRedeem, parent: parent, meter: meter) }
+        }
+        #expect(counting.calls == 6)
+        let rejecting = CryptoMeter(RejectingVerifier())
+        #expect(throws: ValidationError.badPayerSignature) { try context.checkShape(payment, meter: rejecting) }
+        #expect(throws: ValidationError.badRedeemSignature) { try context.checkRedeem(redeem, parent: parent, meter: rejecting) }
+        let second = try makeContext()
+        try second.checkShape(payment, meter: meter)
+        try second.checkRedeem(redeem, parent: parent, meter: meter)
+        #expect(counting.calls == 8)
+    }
+}
+
 @Suite struct SigningMessageTests {
     /// The fixed-size writers build exactly what `ByteWriter` builds (the signed bytes of the
     /// README's "Design notes").
