@@ -155,8 +155,10 @@ public struct Certificate: Hashable, @unchecked Sendable {
         let key: Digest
         let valueHash: Digest
         /// The serial of the `ProtocolContext` that found every vote's signature valid over
-        /// the statement (0: none yet). Contents never change, so a second check of the same
-        /// certificate in that context need not verify them again (see `ProtocolContext.verify`).
+        /// the statement (0: none yet), its top bit set once a full check also found the
+        /// certificate valid for its payment's payer (`ProtocolContext.payerGroupChecked`).
+        /// Contents never change, so a second check of the same certificate in that context need
+        /// not verify them again (see `ProtocolContext.verify`).
         var signaturesValidIn: UInt64 = 0
 
         var statement: VoteStatement {

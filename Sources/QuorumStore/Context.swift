@@ -275,8 +275,15 @@ public final class ProtocolContext {
     /// A set of record types as bits (`1 << rawValue`).
     static func mask(_ type: RecordType) -> UInt8 { 1 << (type.rawValue & 7) }
 
+    /// The mark's top bit: a full check found the certificate valid against the group of the
+    /// payer of the payment whose key it certifies (`verify(_:meter:verified:)`). Serials stay
+    /// below it.
+    @inline(__always) static var payerGroupChecked: UInt64 { 1 << 63 }
+
+    /// `payerGroup`: `group` is G(payer) of the payment whose key is `key` (so a pass marks the
+    /// certificate `payerGroupChecked`).
     func verify(_ certificate: Certificate, typeMask: UInt8, key: Digest, valueHash: Digest,
-                group: Group, meter: CryptoMeter) throws(CertificateError) {
+                group: Group, meter: CryptoMeter, payerGroup: Bool = false) throws(CertificateError) {
         let s = certificate.header
         guard s.networkId == networkId else { throw .wrongNetwork(s.networkId) }
         guard s.epoch == epoch else { throw .wrongEpoch(s.epoch) }
@@ -299,8 +306,12 @@ public final class ProtocolContext {
         // (the statement, membership and count checks above still run each time). Simulated CPU
         // is charged per check all the same. A meter over another verifier checks for itself.
         let shared = meter.inner === verifier
-        if shared, certificate.signaturesValidIn == serial {
+        let mark = certificate.signaturesValidIn
+        if shared, mark & ~ProtocolContext.payerGroupChecked == serial {
             meter.charge(verifications: votes.count)
+            if payerGroup, mark != serial | ProtocolContext.payerGroupChecked {
+                certificate.signaturesValidIn = serial | ProtocolContext.payerGroupChecked
+            }
             return
         }
         let bad: ReplicaID? = s.withSigningMessage { message in
@@ -310,14 +321,14 @@ public final class ProtocolContext {
             return nil
         }
         if let bad { throw .badSignature(bad) }
-        if shared { certificate.signaturesValidIn = serial }
+        if shared { certificate.signaturesValidIn = serial | (payerGroup ? ProtocolContext.payerGroupChecked : 0) }
     }
 
     /// Certificate types that prove a payment or a redeem (built once, not per check).
     /// (Bit masks, not arrays: a shared array would be reference-counted by every check, from
     /// every thread of a partitioned run.)
-    static let paymentProofTypes: UInt8 = mask(.payment) | mask(.batch)
-    static let redeemProofTypes: UInt8 = mask(.redeem)
+    @inline(__always) static var paymentProofTypes: UInt8 { mask(.payment) | mask(.batch) }
+    @inline(__always) static var redeemProofTypes: UInt8 { mask(.redeem) }
 
     /// A payment's proof: a configured genesis payment, or a `payment`/`batch` certificate on (K, K)
     /// from G(payer).
@@ -330,8 +341,20 @@ public final class ProtocolContext {
         case .genesis:
             guard genesis.contains(key) else { throw .notGenesis(key) }
         case let .certificate(certificate):
-            try verify(certificate, typeMask: ProtocolContext.paymentProofTypes, key: key, valueHash: key,
-                       group: group(of: record.payment.payer), meter: meter)
+            // Found valid in this context against G(payer) of a payment with this key: the key
+            // fixes the body, so the payer and its group are that check's, and so are its verdicts
+            // on the group, count, signers and signatures (the certificate never changes). Only the
+            // statement's binding to this key is read again (no look-up of the payer's group, a
+            // cold line in a large run); charged as a full check.
+            let s = certificate.header
+            if meter.inner === verifier, s.signaturesValidIn == serial | ProtocolContext.payerGroupChecked,
+               s.networkId == networkId, s.epoch == epoch, ProtocolContext.paymentProofTypes & ProtocolContext.mask(s.type) != 0,
+               s.key == key, s.valueHash == key {
+                meter.charge(verifications: Int(s.count))
+            } else {
+                try verify(certificate, typeMask: ProtocolContext.paymentProofTypes, key: key, valueHash: key,
+                           group: group(of: record.payment.payer), meter: meter, payerGroup: true)
+            }
         }
         verified.markVerified(key)
     }

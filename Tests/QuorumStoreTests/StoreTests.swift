@@ -567,6 +567,50 @@ extension CertificateCacheTests {
         #expect(counting.calls == 6 && meter.take().verifies == 3)
     }
 
+    /// A payment certificate found valid against its payer's group is not checked against the
+    /// group again for a payment with its key (charged all the same); one that passed a check
+    /// against another group, or is asked about another key, is checked in full.
+    @Test func paymentCertificatesCheckedForTheirPayerSkipTheGroupAfterward() throws {
+        let c = try Cluster(principals: 8)
+        guard let p = try c.pay(0, [(1, 100)], variant: .perRecord).certified, case let .certificate(cert) = p.proof else {
+            Issue.record("no certificate"); return
+        }
+        let counting = CountingVerifier(c.context.verifier)
+        let context = try ProtocolContext(networkId: 1, epoch: 1, quorum: c.context.quorum, genesis: c.context.genesis,
+                                          replicaKeys: c.context.replicaKeys, assignment: c.context.assignment,
+                                          verifier: counting)
+        let meter = CryptoMeter(counting)
+        for _ in 0..<3 {
+            var fresh = Set<Digest>()
+            try context.verify(p, meter: meter, verified: &fresh)
+            #expect(counting.calls == 3 && meter.take().verifies == 3)
+        }
+        // The same certificate for a payment with another key: checked, and refused.
+        let other = Payment.signed(PaymentBody(networkId: 1, payer: p.payment.payer, inputs: p.payment.inputs,
+                                               outputs: p.payment.outputs, fee: 0, nonce: 99), by: c.principals[0])
+        var none = Set<Digest>()
+        #expect(throws: CertificateError.wrongKey(p.key)) {
+            try context.verify(CertifiedPayment(payment: other, proof: .certificate(cert)), meter: meter, verified: &none)
+        }
+        // A certificate of the payment's key by another group, found valid for that group by a
+        // caller that named it, is still refused for the payment, whatever the order.
+        let payerGroup = context.group(of: p.payment.payer)
+        guard let stranger = (0..<c.replicas.count / 4).map({ context.assignment.shard($0) }).first(where: { $0.id != payerGroup.id }) else {
+            Issue.record("one group only"); return
+        }
+        let statement = VoteStatement(networkId: 1, epoch: 1, group: stranger.id, type: .payment, key: p.key, valueHash: p.key)
+        let forged = Certificate(statement: statement, votes: stranger.members.prefix(3).map {
+            Vote(replica: $0, signature: c.replicaSigners[Int($0)].sign(statement.signingMessage))
+        })
+        try context.verify(forged, types: [.payment], key: p.key, valueHash: p.key, group: stranger, meter: meter)
+        for _ in 0..<2 {
+            var fresh = Set<Digest>()
+            #expect(throws: CertificateError.wrongGroup(stranger.id)) {
+                try context.verify(CertifiedPayment(payment: p.payment, proof: .certificate(forged)), meter: meter, verified: &fresh)
+            }
+        }
+    }
+
     /// A payment's or redeem's signature that checked valid is not verified again in the same
     /// context (every member of the group gets the same object), but is charged the same; its
     /// shape is still checked; a bad signature, another verifier and another context start afresh.
