@@ -50,6 +50,13 @@ final class Cluster {
         rng = DeterministicRandom(seed: seed, stream: "cluster")
     }
 
+    /// Another context over this cluster's network, keys and groups, with `verifier` (a context
+    /// of its own: its certificates' and records' marks are not this one's).
+    func context(verifier: SignatureVerifier) throws -> ProtocolContext {
+        try ProtocolContext(networkId: 1, epoch: 1, quorum: context.quorum, genesis: context.genesis,
+                            replicaKeys: context.replicaKeys, assignment: context.assignment, verifier: verifier)
+    }
+
     func client(_ principal: Int) -> NodeID { NodeID(raw: UInt32(replicas.count + principal)) }
     func group(_ principal: Int) -> Group { context.group(of: principals[principal].publicKey) }
 

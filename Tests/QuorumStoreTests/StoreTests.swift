@@ -511,9 +511,7 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
             Issue.record("no certificate"); return
         }
         let counting = CountingVerifier(c.context.verifier)
-        let context = try ProtocolContext(networkId: 1, epoch: 1, quorum: c.context.quorum, genesis: c.context.genesis,
-                                          replicaKeys: c.context.replicaKeys, assignment: c.context.assignment,
-                                          verifier: counting)
+        let context = try c.context(verifier: counting)
         let group = context.group(of: p.payment.payer)
         let meter = CryptoMeter(counting)
         func check(_ certificate: Certificate, key: Digest? = nil) throws(CertificateError) {
@@ -534,9 +532,7 @@ func distinctGroupPrincipals(_ c: Cluster, count: Int, first: Int = 0) -> [Int] 
             try context.verify(cert, types: [.batch], key: p.key, valueHash: p.key, group: group, meter: CryptoMeter(rejecting))
         }
         let before = counting.calls
-        let second = try ProtocolContext(networkId: 1, epoch: 1, quorum: c.context.quorum, genesis: c.context.genesis,
-                                         replicaKeys: c.context.replicaKeys, assignment: c.context.assignment,
-                                         verifier: counting)
+        let second = try c.context(verifier: counting)
         try second.verify(cert, types: [.batch], key: p.key, valueHash: p.key, group: group, meter: CryptoMeter(counting))
         #expect(counting.calls == before + 3)
     }
@@ -549,9 +545,7 @@ extension CertificateCacheTests {
     @Test func assembledCertificatesCountAsVerifiedInTheirContext() throws {
         let c = try Cluster(principals: 2)
         let counting = CountingVerifier(c.context.verifier)
-        let context = try ProtocolContext(networkId: 1, epoch: 1, quorum: c.context.quorum, genesis: c.context.genesis,
-                                          replicaKeys: c.context.replicaKeys, assignment: c.context.assignment,
-                                          verifier: counting)
+        let context = try c.context(verifier: counting)
         let group = context.group(of: c.principals[0].publicKey)
         let key = Digest(word: 9)
         let statement = VoteStatement(networkId: 1, epoch: 1, group: group.id, type: .payment, key: key, valueHash: key)
@@ -576,9 +570,7 @@ extension CertificateCacheTests {
             Issue.record("no certificate"); return
         }
         let counting = CountingVerifier(c.context.verifier)
-        let context = try ProtocolContext(networkId: 1, epoch: 1, quorum: c.context.quorum, genesis: c.context.genesis,
-                                          replicaKeys: c.context.replicaKeys, assignment: c.context.assignment,
-                                          verifier: counting)
+        let context = try c.context(verifier: counting)
         let meter = CryptoMeter(counting)
         for _ in 0..<3 {
             var fresh = Set<Digest>()
@@ -617,11 +609,7 @@ extension CertificateCacheTests {
     @Test func verifiedRecordSignaturesAreRememberedPerContextAndCharged() throws {
         let c = try Cluster(principals: 2)
         let counting = CountingVerifier(c.context.verifier)
-        func makeContext() throws -> ProtocolContext {
-            try ProtocolContext(networkId: 1, epoch: 1, quorum: c.context.quorum, genesis: c.context.genesis,
-                                replicaKeys: c.context.replicaKeys, assignment: c.context.assignment, verifier: counting)
-        }
-        let context = try makeContext()
+        let context = try c.context(verifier: counting)
         let owner = c.principals[0], meter = CryptoMeter(counting)
         let parent = Payment.signed(PaymentBody(networkId: 1, payer: owner.publicKey, inputs: [InputRef(parentKey: Digest(word: 1), index: 0)],
                                                 outputs: [Output(amount: 5, owner: owner.publicKey)], fee: 0, nonce: 1), by: owner)
@@ -646,7 +634,7 @@ extension CertificateCacheTests {
         let rejecting = CryptoMeter(RejectingVerifier())
         #expect(throws: ValidationError.badPayerSignature) { try context.checkShape(payment, meter: rejecting) }
         #expect(throws: ValidationError.badRedeemSignature) { try context.checkRedeem(redeem, parent: parent, meter: rejecting) }
-        let second = try makeContext()
+        let second = try c.context(verifier: counting)
         try second.checkShape(payment, meter: meter)
         try second.checkRedeem(redeem, parent: parent, meter: meter)
         #expect(counting.calls == 8)
