@@ -234,8 +234,8 @@ public final class ProtocolContext {
     /// A certificate of `votes` on `statement`, each vote already checked by `verify(_:on:group:meter:)`
     /// under `meter` (a writer's quorum). When `meter` runs over this context's verifier, the
     /// certificate is marked as its signatures verified here, as a first full check would mark it:
-    /// each (key, message, signature) was verified once in this run, and later checks of the
-    /// certificate still check its statement, group, vote count and signers (and charge the same
+    /// each (key, message, signature) was verified once in this run, and the next check of the
+    /// certificate still checks its statement, group, vote count and signers (and charges the same
     /// simulated CPU). Votes not checked that way must go through `Certificate.init`.
     public func certificate(of statement: VoteStatement, checkedVotes votes: [Vote], meter: CryptoMeter) -> Certificate {
         let certificate = Certificate(statement: statement, votes: votes)
