@@ -16,8 +16,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Scale-curve points: payments per run of scenarios/scale-1000-groups.yaml (comma-separated).")
     var scalePoints = "125000,250000,500000,1000000"
 
-    @Option(help: "Rounds of the scale curve: every point once per round, each point's median reported (3 rounds take about 20 minutes).")
+    @Option(help: "Rounds of the scale curve: every point once per round, each point's median reported (3 rounds took 8–12 minutes on the 2-core VM, pauses included).")
     var scaleRepeats = 3
+
+    @Option(help: "Seconds to wait before each scale run, so that the memory the run before freed is handed back to the host first and every point pays for its own peak, as a run on its own does (0: no pause).")
+    var settleSeconds = 10.0
 
     @Flag(help: "Skip the scale curve (it takes minutes).")
     var skipScale = false
@@ -137,7 +140,12 @@ struct Bench: ParsableCommand {
     /// The scale curve: payments 125k → 1M on the 1,000-group scenario, one child run per point
     /// and round. Rounds run every point in turn (125k, 250k, …, 1M, then again), so a slow hour of
     /// the machine lands on every point alike rather than on one; each point's figures are those of
-    /// its median-wall run, and the doubling ratios are ratios of medians.
+    /// its median-wall run, and the doubling ratios are ratios of medians. Each run starts after a
+    /// pause (`--settle-seconds`): on a VM whose balloon driver reports freed memory to the host,
+    /// as this one's does, the first touch of a page the host no longer backs costs about 2.5 s of
+    /// CPU a GiB, and a run started right after another one reuses the pages that one freed
+    /// while they are still backed. Without the pause each point's kernel time depended on the
+    /// point before it (a 500k run after a 250k one: 3.1 s; on its own: 5.9–6.0 s).
     private func scaleCurve() throws {
         let points = scalePoints.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !points.isEmpty else { throw ValidationError("--scale-points: no payment counts in \"\(scalePoints)\"") }
@@ -148,6 +156,7 @@ struct Bench: ParsableCommand {
             for (i, payments) in points.enumerated() {
                 var s = scenario
                 s.workload.payments = payments
+                if settleSeconds > 0 { Thread.sleep(forTimeInterval: settleSeconds) }
                 let r = try child(s)
                 runs[i].append(r)
                 // A partitioned run's threads: blocked waiting for each other, per partition.
@@ -157,7 +166,8 @@ struct Bench: ParsableCommand {
                             round, rounds, payments, r.wall, r.user, r.system, r.setup, r.checks, blocked, r.peakMiB))
             }
         }
-        print("\nscale (\(scaleScenario), engine.partitions \(scenario.engine.partitions): \(rounds == 1 ? "one run per point" : "median of \(rounds) interleaved rounds"))")
+        let pause = settleSeconds > 0 ? String(format: ", each run after a %.0f s pause", settleSeconds) : ", no pause between runs"
+        print("\nscale (\(scaleScenario), engine.partitions \(scenario.engine.partitions): \(rounds == 1 ? "one run per point" : "median of \(rounds) interleaved rounds")\(pause))")
         print("  payments     wall s   range s        user+kernel s   peak MiB   time ×prev   payments/s   events/s   events/payment")
         var previous: Double?
         var worstRatio: Double?
