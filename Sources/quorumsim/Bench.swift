@@ -16,11 +16,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Scale-curve points: payments per run of scenarios/scale-1000-groups.yaml (comma-separated).")
     var scalePoints = "125000,250000,500000,1000000"
 
-    @Option(help: "Rounds of the scale curve: every point once per round, each point's median reported (3 rounds took 8–12 minutes on the 2-core VM, pauses included).")
-    var scaleRepeats = 3
+    @Option(help: "Rounds of the scale curve: every point once per round, each point's median reported (5 rounds take 13–16 minutes on the 2-core VM, pauses included).")
+    var scaleRepeats = 5
 
     @Option(help: "Seconds to wait before each scale run, so that the memory the run before freed is handed back to the host first and every point pays for its own peak, as a run on its own does (0: no pause).")
-    var settleSeconds = 10.0
+    var settleSeconds = 15.0
 
     @Flag(help: "Skip the scale curve (it takes minutes).")
     var skipScale = false
@@ -145,7 +145,11 @@ struct Bench: ParsableCommand {
     /// as this one's does, the first touch of a page the host no longer backs costs about 2.5 s of
     /// CPU a GiB, and a run started right after another one reuses the pages that one freed
     /// while they are still backed. Without the pause each point's kernel time depended on the
-    /// point before it (a 500k run after a 250k one: 3.1 s; on its own: 5.9–6.0 s).
+    /// point before it (a 500k run after a 250k one: 3.1 s; on its own: 5.9–6.0 s). 15 s, because
+    /// a 125k run 10 s after 3.7 GB were freed still found some of them backed (1.2 and 1.8 s of
+    /// kernel time, against 2.1–2.3 s after 15 or 20 s). Five rounds by default: within one bench,
+    /// the same step's ratio ranged from 1.76× to 2.58× from round to round (this VM's speed
+    /// drifts within minutes), and a median of three sat on the target's edge.
     private func scaleCurve() throws {
         let points = scalePoints.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !points.isEmpty else { throw ValidationError("--scale-points: no payment counts in \"\(scalePoints)\"") }
