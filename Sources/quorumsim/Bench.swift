@@ -31,6 +31,30 @@ struct Bench: ParsableCommand {
     @Option(help: "Scenario for the scale curve.")
     var scaleScenario = "scenarios/scale-1000-groups.yaml"
 
+    /// Bad settings are errors naming the option, before anything runs (a 15-minute bench that
+    /// quietly skipped its pauses or its rounds would report figures nobody asked for).
+    func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }
+        guard scaleRepeats >= 1 else { throw ValidationError("--scale-repeats must be at least 1 (got \(scaleRepeats))") }
+        guard settleSeconds.isFinite, settleSeconds >= 0 else {
+            throw ValidationError("--settle-seconds must be a number of seconds, 0 or more (0: no pause; got \(settleSeconds))")
+        }
+        _ = try scalePaymentCounts()
+    }
+
+    /// `--scale-points` as payment counts: each a whole number of at least 1.
+    private func scalePaymentCounts() throws -> [Int] {
+        let items = scalePoints.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        var counts = [Int]()
+        for item in items {
+            guard let count = Int(item), count >= 1 else {
+                throw ValidationError("--scale-points: \"\(item)\" is not a payment count (expected whole numbers of at least 1, comma-separated, e.g. 125000,250000)")
+            }
+            counts.append(count)
+        }
+        return counts
+    }
+
     func run() throws {
         print("quorumsim bench \(toolVersion) — medians of \(repeats) runs unless noted")
         let rates = cryptoRates()
@@ -87,7 +111,7 @@ struct Bench: ParsableCommand {
         var work = (signs: 0, verifies: 0)
         var confirmed = 0
         var calls = 0
-        for _ in 0..<max(1, min(repeats, 3)) {
+        for _ in 0..<min(repeats, 3) {
             LibsodiumClock.reset()
             LibsodiumClock.isOn = true
             let start = ContinuousClock.now
@@ -151,9 +175,8 @@ struct Bench: ParsableCommand {
     /// the same step's ratio ranged from 1.76× to 2.58× from round to round (this VM's speed
     /// drifts within minutes), and a median of three sat on the target's edge.
     private func scaleCurve() throws {
-        let points = scalePoints.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !points.isEmpty else { throw ValidationError("--scale-points: no payment counts in \"\(scalePoints)\"") }
-        let rounds = max(1, scaleRepeats)
+        let points = try scalePaymentCounts()
+        let rounds = scaleRepeats
         let scenario = try loadScenario(path: scaleScenario)
         var runs = [[ChildRun]](repeating: [], count: points.count)
         for round in 1...rounds {
@@ -289,7 +312,7 @@ struct Bench: ParsableCommand {
 
     private func median(_ body: () -> Void) -> Double {
         var times = [Double]()
-        for _ in 0..<max(1, repeats) {
+        for _ in 0..<repeats {
             let start = ContinuousClock.now
             body()
             times.append(seconds(ContinuousClock.now - start))

@@ -275,3 +275,38 @@ import QuorumStore
         #expect(try String(contentsOf: csvURL, encoding: .utf8) == csv, "points.csv is the same after a resumed point")
     }
 }
+
+/// `quorumsim bench` refuses bad settings before it measures anything, naming the option.
+@Suite struct BenchCommandTests {
+    @Test func badSettingsAreErrorsNamingTheOption() throws {
+        let binary = packageRoot.appendingPathComponent(".build/debug/quorumsim")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            Issue.record("swift test builds quorumsim (SimulationTests depends on it)")
+            return
+        }
+        let cases: [(arguments: [String], names: String)] = [
+            (["--settle-seconds=-1"], "--settle-seconds must be a number of seconds, 0 or more"),
+            (["--settle-seconds", "nan"], "--settle-seconds must be a number of seconds, 0 or more"),
+            (["--scale-repeats", "0"], "--scale-repeats must be at least 1"),
+            (["--repeats", "0"], "--repeats must be at least 1"),
+            (["--scale-points", "125000,abc"], "\"abc\" is not a payment count"),
+            (["--scale-points", "125000,,250000"], "\"\" is not a payment count"),
+            (["--scale-points", "0"], "\"0\" is not a payment count"),
+        ]
+        for (arguments, names) in cases {
+            let p = Process()
+            p.executableURL = binary
+            // --skip-scale: were a setting let through, the test would not start a 15-minute curve.
+            p.arguments = ["bench", "--skip-scale"] + arguments
+            let errors = Pipe()
+            p.standardError = errors
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            // ArgumentParser's exit code for a validation error (EX_USAGE), before any figure.
+            #expect(p.terminationStatus == 64, "\(arguments)")
+            #expect(text.contains(names), "\(arguments): \(text)")
+        }
+    }
+}
