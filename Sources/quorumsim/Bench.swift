@@ -230,7 +230,8 @@ struct Bench: ParsableCommand {
             }
         }
         if let worstRatio {
-            print(row("doubling cost, worst step", String(format: "%.2f×", worstRatio), target: "≤ 2.2×", ok: worstRatio <= 2.2))
+            // Three decimals: a step of 2.204× read "2.20×  NOT MET" with two.
+            print(row("doubling cost, worst step", String(format: "%.3f×", worstRatio), target: "≤ 2.2×", ok: worstRatio <= 2.2))
         }
         if let worstPerEvent {
             print(row("  the same, per event", String(format: "%.2f× worst step (events counted, not payments)", worstPerEvent)))
