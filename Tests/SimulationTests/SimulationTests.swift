@@ -8,6 +8,17 @@ import QuorumLedger
 /// The package root, found from this file's path.
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
+/// The `quorumsim` binary `swift test` built (SimulationTests depends on the executable), or nil
+/// with a recorded issue if it is missing.
+func builtQuorumsim() -> URL? {
+    let binary = packageRoot.appendingPathComponent(".build/debug/quorumsim")
+    guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+        Issue.record("swift test builds quorumsim (SimulationTests depends on it)")
+        return nil
+    }
+    return binary
+}
+
 /// A scenario small enough for a debug build.
 let tinyYAML = """
     name: tiny
@@ -519,10 +530,7 @@ func tiny(_ edit: (inout Scenario) -> Void = { _ in }) throws -> Scenario {
     /// Two separate processes (so Swift's per-process hash seeds differ, and any Dictionary or Set
     /// order that leaked into results would show) write byte-identical files.
     @Test func separateProcessesWriteIdenticalFiles() throws {
-        let binary = packageRoot.appendingPathComponent(".build/debug/quorumsim")
-        let built = FileManager.default.isExecutableFile(atPath: binary.path)
-        #expect(built, "swift test builds quorumsim (SimulationTests depends on it)")
-        guard built else { return }
+        guard let binary = builtQuorumsim() else { return }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qc-determinism-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -226,11 +226,7 @@ import QuorumStore
 /// `quorumsim sweep` end to end through the binary: parallel points, points.csv, resume, manifest.
 @Suite struct SweepCommandTests {
     @Test func sweepRunsPointsResumesAndPrintsAManifest() throws {
-        let binary = packageRoot.appendingPathComponent(".build/debug/quorumsim")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            Issue.record("swift test builds quorumsim (SimulationTests depends on it)")
-            return
-        }
+        guard let binary = builtQuorumsim() else { return }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qc-sweep-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -279,11 +275,7 @@ import QuorumStore
 /// `quorumsim bench` refuses bad settings before it measures anything, naming the option.
 @Suite struct BenchCommandTests {
     @Test func badSettingsAreErrorsNamingTheOption() throws {
-        let binary = packageRoot.appendingPathComponent(".build/debug/quorumsim")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            Issue.record("swift test builds quorumsim (SimulationTests depends on it)")
-            return
-        }
+        guard let binary = builtQuorumsim() else { return }
         let cases: [(arguments: [String], names: String)] = [
             (["--settle-seconds=-1"], "--settle-seconds must be a number of seconds, 0 or more"),
             (["--settle-seconds", "nan"], "--settle-seconds must be a number of seconds, 0 or more"),
