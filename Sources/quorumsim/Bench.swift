@@ -230,7 +230,7 @@ struct Bench: ParsableCommand {
             }
         }
         if let worstRatio {
-            // Three decimals: a step of 2.204× read "2.20×  NOT MET" with two.
+            // Three decimals: with two, a step just over 2.2 read "2.20×" beside NOT MET.
             print(row("doubling cost, worst step", String(format: "%.3f×", worstRatio), target: "≤ 2.2×", ok: worstRatio <= 2.2))
         }
         if let worstPerEvent {
