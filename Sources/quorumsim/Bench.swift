@@ -13,8 +13,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Repetitions of the short figures (the median is reported).")
     var repeats = 5
 
-    @Option(help: "Scale-curve points: payments per run of scenarios/scale-1000-groups.yaml (comma-separated).")
-    var scalePoints = "125000,250000,500000,1000000"
+    @Option(help: ArgumentHelp("Scale-curve points: payments per run of scenarios/scale-1000-groups.yaml (comma-separated; default 125000,250000,500000,1000000).",
+                               valueName: "payments,..."),
+            transform: Bench.paymentCounts)
+    var scalePoints: [Int] = [125_000, 250_000, 500_000, 1_000_000]
 
     @Option(help: "Rounds of the scale curve: every point once per round, each point's median reported (5 rounds take 13–16 minutes on the 2-core VM, pauses included).")
     var scaleRepeats = 5
@@ -39,20 +41,17 @@ struct Bench: ParsableCommand {
         guard settleSeconds.isFinite, settleSeconds >= 0 else {
             throw ValidationError("--settle-seconds must be a number of seconds, 0 or more (0: no pause; got \(settleSeconds))")
         }
-        _ = try scalePaymentCounts()
     }
 
-    /// `--scale-points` as payment counts: each a whole number of at least 1.
-    private func scalePaymentCounts() throws -> [Int] {
-        let items = scalePoints.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        var counts = [Int]()
-        for item in items {
+    /// `--scale-points`, parsed once where the option is read: each a whole number of at least 1.
+    static func paymentCounts(_ text: String) throws -> [Int] {
+        try text.split(separator: ",", omittingEmptySubsequences: false).map { item in
+            let item = item.trimmingCharacters(in: .whitespaces)
             guard let count = Int(item), count >= 1 else {
-                throw ValidationError("--scale-points: \"\(item)\" is not a payment count (expected whole numbers of at least 1, comma-separated, e.g. 125000,250000)")
+                throw ValidationError("\"\(item)\" is not a payment count (expected whole numbers of at least 1, comma-separated, e.g. 125000,250000)")
             }
-            counts.append(count)
+            return count
         }
-        return counts
     }
 
     func run() throws {
@@ -175,7 +174,7 @@ struct Bench: ParsableCommand {
     /// the same step's ratio ranged from 1.76× to 2.58× from round to round (this VM's speed
     /// drifts within minutes), and a median of three sat on the target's edge.
     private func scaleCurve() throws {
-        let points = try scalePaymentCounts()
+        let points = scalePoints
         let rounds = scaleRepeats
         let scenario = try loadScenario(path: scaleScenario)
         var runs = [[ChildRun]](repeating: [], count: points.count)
