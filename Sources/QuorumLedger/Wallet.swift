@@ -36,11 +36,17 @@ public struct Wallet<Proof: Sendable>: Sendable {
         public let coins: [Coin]
     }
 
-    /// What survives a crash: coins, the in-flight log and the nonce counter.
+    /// What survives a crash: coins, the in-flight log, the nonce counter, and the keys of the
+    /// certified payments received.
     public struct Durable: Sendable {
         public internal(set) var coins: [Coin] = []
         public internal(set) var log: [InFlight] = []
         public internal(set) var nextNonce: UInt64 = 1
+        /// Every certified payment `receive` has taken (its own settled ones included), whether or
+        /// not it paid this principal: what makes `receive` idempotent, and what a payee asks
+        /// (`hasReceived`) before validating a hand-over again. One key per payment, not one
+        /// entry per output: a large run's principals held both, 2.3 KiB each.
+        public internal(set) var received: Set<Digest> = []
 
         /// The state after a crash that lost the log (a fault the simulator injects): the coins of
         /// in-flight payments are spendable again, because nothing remembers they were promised.
@@ -60,7 +66,6 @@ public struct Wallet<Proof: Sendable>: Sendable {
     public let networkId: UInt32
     public let limits: LedgerLimits
     public private(set) var durable: Durable
-    private var known: Set<InputRef> = []
 
     public init(signer: any Signer, networkId: UInt32, limits: LedgerLimits = .standard) {
         self.signer = signer
@@ -75,8 +80,6 @@ public struct Wallet<Proof: Sendable>: Sendable {
     public init(signer: any Signer, networkId: UInt32, limits: LedgerLimits = .standard, restoring durable: Durable) {
         self.init(signer: signer, networkId: networkId, limits: limits)
         self.durable = durable
-        for coin in durable.coins { known.insert(coin.input) }
-        for entry in durable.log { for coin in entry.coins { known.insert(coin.input) } }
     }
 
     public var coins: [Coin] { durable.coins }
@@ -85,14 +88,18 @@ public struct Wallet<Proof: Sendable>: Sendable {
     /// Spendable balance (coins not promised to an in-flight payment).
     public var balance: UInt64 { Amounts.checkedSum(durable.coins.map { $0.amount }) ?? Ledger.maxSupply }
 
-    /// Takes the outputs of a certified payment that belong to this principal. Idempotent.
+    /// Takes the outputs of a certified payment that belong to this principal. Idempotent: a
+    /// payment received before (by key) is ignored, even once its coins are spent.
     public mutating func receive(_ payment: Payment, proof: Proof) {
+        guard durable.received.insert(payment.key).inserted else { return }
         for (i, output) in payment.outputs.enumerated() where output.owner == publicKey {
             let input = InputRef(parentKey: payment.key, index: UInt32(truncatingIfNeeded: i))
-            guard known.insert(input).inserted else { continue }
             durable.coins.append(Coin(input: input, amount: output.amount, parent: payment, proof: proof))
         }
     }
+
+    /// Whether `receive` has taken the payment with key `key`.
+    public func hasReceived(_ key: Digest) -> Bool { durable.received.contains(key) }
 
     /// Builds, signs and logs a payment of `payees` plus `fee`, spending the oldest coins first (at
     /// least `minimumInputs` of them when the wallet has that many) and returning change to this

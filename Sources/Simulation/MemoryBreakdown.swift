@@ -41,7 +41,6 @@ extension Simulator {
         // A principal's parts one kind at a time, each principal's slot (and the CPU model's
         // slots) last; listed under the whole.
         let principalParts: [(String, Int)] = [
-            ("  of which payees' accepted sets", freed { s in for i in s.principals.indices { s.principals[i].accepted = [] } }),
             ("  of which readers (verified payments, validations)", freed { s in
                 for i in s.principals.indices { s.principals[i].reader = Simulator.reader(s.context, s.principals[i].meter, s.scenario) }
             }),
@@ -52,7 +51,7 @@ extension Simulator {
                     s.principals[i].lastCommitted = nil
                 }
             }),
-            ("  of which wallets (coins, outputs received)", freed { s in
+            ("  of which wallets (coins, payments received)", freed { s in
                 for i in s.principals.indices {
                     let w = s.principals[i].wallet
                     s.principals[i].wallet = Wallet(signer: w.signer, networkId: w.networkId, limits: w.limits)

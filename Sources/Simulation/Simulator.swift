@@ -744,7 +744,7 @@ public final class Simulator {
         case .readReply:
             readerDone(p, principals[p].reader.receive(message, from: from, now: now, into: &out))
         case let .handOver(payment, parents):
-            guard !principals[p].accepted.contains(payment.key) else {
+            guard !principals[p].wallet.hasReceived(payment.key) else {
                 out.send(.ack(payment.key), to: from)
                 return
             }
@@ -792,7 +792,8 @@ public final class Simulator {
                 }
                 switch result {
                 case let .success(certified):
-                    guard principals[p].accepted.insert(key).inserted else { continue }
+                    // Accepted once: the wallet's `receive` below records the key.
+                    guard !principals[p].wallet.hasReceived(key) else { continue }
                     if let start = principals[p].validating.removeValue(forKey: key) {
                         // Finished when this step's CPU work is done (see `emit`).
                         validatedThisStep.append((depth, start))

@@ -97,7 +97,6 @@ struct PrincipalHost {
     var nextToken: UInt64 = 1
     /// Requests waiting for a free slot (open loop), by request time.
     var deferred: [UInt64] = []
-    var accepted: Set<Digest> = []
     /// Hand-overs being validated: key → when the first copy arrived.
     var validating: [Digest: UInt64] = [:]
     /// Hand-overs not yet acknowledged by their payee, re-sent on the retry timer.

@@ -93,7 +93,7 @@ func runPartitioned(_ scenario: Scenario) throws -> (RunReport, PartitionedRun) 
         #expect(parts.contains { $0.part.hasPrefix("hand-overs from other partitions") })
         // The principals' line comes with its parts (their bytes are not asserted: the heap
         // counters are the process's, and other tests run alongside this one).
-        for name in ["of which wallets", "of which readers", "of which writers", "of which payees' accepted sets", "slots"] {
+        for name in ["of which wallets", "of which readers", "of which writers", "slots"] {
             #expect(parts.contains { $0.part.hasPrefix("  ") && $0.part.contains(name) }, "\(name): \(parts)")
         }
         #expect(sims.allSatisfy { $0.replicas.isEmpty && $0.principals.isEmpty })
