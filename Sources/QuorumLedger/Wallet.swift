@@ -44,8 +44,9 @@ public struct Wallet<Proof: Sendable>: Sendable {
         public internal(set) var nextNonce: UInt64 = 1
         /// Every certified payment `receive` has taken (its own settled ones included), whether or
         /// not it paid this principal: what makes `receive` idempotent, and what a payee asks
-        /// (`hasReceived`) before validating a hand-over again. One key per payment, not one
-        /// entry per output: a large run's principals held both, 2.3 KiB each.
+        /// (`hasReceived`) before validating a hand-over again. One key per payment, in place of
+        /// an entry per output here and the payee's own set of payments accepted (at 1M
+        /// payments: wallets and those sets 543.8 MiB, the wallets with this set 422.2 MiB).
         public internal(set) var received: Set<Digest> = []
 
         /// The state after a crash that lost the log (a fault the simulator injects): the coins of
