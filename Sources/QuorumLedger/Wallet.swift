@@ -89,14 +89,16 @@ public struct Wallet<Proof: Sendable>: Sendable {
     /// Spendable balance (coins not promised to an in-flight payment).
     public var balance: UInt64 { Amounts.checkedSum(durable.coins.map { $0.amount }) ?? Ledger.maxSupply }
 
-    /// Takes the outputs of a certified payment that belong to this principal. Idempotent: a
-    /// payment received before (by key) is ignored, even once its coins are spent.
-    public mutating func receive(_ payment: Payment, proof: Proof) {
-        guard durable.received.insert(payment.key).inserted else { return }
+    /// Takes the outputs of a certified payment that belong to this principal; false, taking
+    /// nothing, if it had received the payment before (by key), even once its coins are spent.
+    @discardableResult
+    public mutating func receive(_ payment: Payment, proof: Proof) -> Bool {
+        guard durable.received.insert(payment.key).inserted else { return false }
         for (i, output) in payment.outputs.enumerated() where output.owner == publicKey {
             let input = InputRef(parentKey: payment.key, index: UInt32(truncatingIfNeeded: i))
             durable.coins.append(Coin(input: input, amount: output.amount, parent: payment, proof: proof))
         }
+        return true
     }
 
     /// Whether `receive` has taken the payment with key `key`.

@@ -792,14 +792,13 @@ public final class Simulator {
                 }
                 switch result {
                 case let .success(certified):
-                    // Accepted once: the wallet's `receive` below records the key.
-                    guard !principals[p].wallet.hasReceived(key) else { continue }
+                    // Accepted once: the wallet takes each payment once.
+                    guard principals[p].wallet.receive(certified.payment, proof: certified.proof) else { continue }
                     if let start = principals[p].validating.removeValue(forKey: key) {
                         // Finished when this step's CPU work is done (see `emit`).
                         validatedThisStep.append((depth, start))
                     }
                     if !faults.isAttacker(p) { checker.observeAccepted(principal: p, record: certified, at: now) }
-                    principals[p].wallet.receive(certified.payment, proof: certified.proof)
                     out.send(.ack(key), to: node(ofPrincipal: payer))
                     if let index {
                         payeeAccepted(index, at: now)

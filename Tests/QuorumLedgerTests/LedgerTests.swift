@@ -201,17 +201,19 @@ func payment(by payer: Ed25519KeyPair, inputs: [InputRef], outputs: [Output], fe
     @Test func receivesEachPaymentOnceEvenAfterSpendingOrACrash() throws {
         var wallet = Wallet<Int>(signer: alice, networkId: network)
         let g = genesis(alice, 10), other = genesis(bob, 5)
-        wallet.receive(g, proof: 0)
-        wallet.receive(other, proof: 0)
+        let tookG = wallet.receive(g, proof: 0), tookOther = wallet.receive(other, proof: 0)
+        #expect(tookG && tookOther)
         #expect(wallet.hasReceived(g.key) && wallet.hasReceived(other.key) && wallet.balance == 10)
         let entry = try wallet.pay([Output(amount: 4, owner: bob.publicKey)])
         wallet.settle(entry.payment.key, proof: 1)
         #expect(wallet.balance == 6 && wallet.hasReceived(entry.payment.key))
-        wallet.receive(g, proof: 0)  // its coin is spent: not taken again
-        wallet.receive(entry.payment, proof: 1)  // its change was taken by `settle`
+        let again = wallet.receive(g, proof: 0)  // its coin is spent: not taken again
+        let change = wallet.receive(entry.payment, proof: 1)  // its change was taken by `settle`
+        #expect(!again && !change)
         #expect(wallet.balance == 6 && wallet.coins.count == 1)
         var restored = Wallet<Int>(signer: alice, networkId: network, restoring: wallet.durable.forgettingLog())
-        restored.receive(g, proof: 0)
+        let afterCrash = restored.receive(g, proof: 0)
+        #expect(!afterCrash)
         #expect(restored.balance == 6 && restored.hasReceived(g.key) && !restored.hasReceived(genesis(bob, 7).key))
     }
 }
